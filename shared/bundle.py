@@ -1,0 +1,175 @@
+"""The model bundle: an ONNX model, its tokenizer and a manifest that pins everything else.
+
+Layout of a bundle folder:
+    manifest.json   this module's `Manifest`, with the sha256 of every other file
+    model.onnx      the classifier (int8 or fp32), inputs named in `input_names`
+    tokenizer.json  a `tokenizers` tokenizer (padding/truncation are applied in code)
+A bundle may also travel as one `.tar.gz` holding that folder's files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from shared.atomic import atomic_path, atomic_write_text
+from shared.errors import BundleError
+from shared.text import TextPolicy
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class Manifest:
+    labels: list[str]
+    text_policy: dict[str, Any]
+    prefix_ids: list[int]          # special tokens before the text, e.g. [CLS]
+    suffix_ids: list[int]          # special tokens after the text, e.g. [SEP]
+    pad_id: int
+    input_names: list[str]         # exactly the inputs the ONNX graph declares
+    precision: str                 # "fp32" or "int8"
+    base_model: str = ""
+    config_hash: str = ""
+    data_fingerprint: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)   # {"fp32": {...}, "int8": {...}}
+    compression: dict[str, Any] = field(default_factory=dict)
+    model_file: str = MODEL_FILE
+    tokenizer_file: str = TOKENIZER_FILE
+    files: dict[str, str] = field(default_factory=dict)      # relative path -> sha256
+    schema_version: int = SCHEMA_VERSION
+    package_version: str = ""
+    created_at: str = ""
+
+    @property
+    def policy(self) -> TextPolicy:
+        return TextPolicy.from_dict(self.text_policy)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("review-classifier")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def seal_bundle(folder: str | os.PathLike, manifest: Manifest) -> Manifest:
+    """Fill checksums, version and time into `manifest` and write it into `folder`."""
+    folder = Path(folder)
+    manifest.files = {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    for needed in (manifest.model_file, manifest.tokenizer_file):
+        if needed not in manifest.files:
+            raise BundleError(f"cannot seal bundle {folder}: {needed} is missing")
+    manifest.schema_version = SCHEMA_VERSION
+    manifest.package_version = package_version()
+    manifest.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write_text(folder / MANIFEST, manifest.to_json())
+    return manifest
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{folder} is not a model bundle: {MANIFEST} is missing")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path} is corrupt: {e}") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{path} is corrupt: expected a JSON object")
+    version = raw.get("schema_version")
+    if not isinstance(version, int):
+        raise BundleError(f"{path} has no schema_version; not a bundle from this project")
+    if version > SCHEMA_VERSION:
+        raise BundleError(
+            f"{folder} uses bundle schema {version}, newer than this runtime's {SCHEMA_VERSION}; "
+            "upgrade review-classifier")
+    if version < SCHEMA_VERSION:
+        raise BundleError(f"{folder} uses old bundle schema {version}; re-export it with this version")
+    try:
+        return Manifest(**{k: raw[k] for k in raw if k in Manifest.__dataclass_fields__})
+    except TypeError as e:
+        raise BundleError(f"{path} is incomplete: {e}") from None
+
+
+def verify_bundle(folder: Path, manifest: Manifest) -> None:
+    """Refuse a bundle whose files are missing, extra-truncated or changed since sealing."""
+    for needed in (manifest.model_file, manifest.tokenizer_file):
+        if needed not in manifest.files:
+            raise BundleError(f"{folder}/{MANIFEST} lists no checksum for {needed}")
+    for rel, digest in manifest.files.items():
+        path = folder / rel
+        if not path.is_file():
+            raise BundleError(f"bundle {folder} is incomplete: {rel} is missing")
+        if sha256_file(path) != digest:
+            raise BundleError(f"bundle {folder} is corrupt or tampered: checksum of {rel} does not match")
+
+
+def load_bundle(path: str | os.PathLike) -> tuple[Manifest, Path]:
+    """Open a bundle folder or .tar.gz, check schema and checksums; return (manifest, folder)."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"model bundle not found: {path}")
+    folder = _unpack(path) if path.is_file() else path
+    manifest = read_manifest(folder)
+    verify_bundle(folder, manifest)
+    return manifest, folder
+
+
+def pack_bundle(folder: str | os.PathLike, archive: str | os.PathLike) -> Path:
+    """Write the bundle folder as one .tar.gz (atomically)."""
+    folder, archive = Path(folder), Path(archive)
+    with atomic_path(archive) as tmp:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for p in sorted(folder.rglob("*")):
+                if p.is_file():
+                    tar.add(p, arcname=p.relative_to(folder).as_posix())
+    return archive
+
+
+def _unpack(archive: Path) -> Path:
+    """Extract a bundle archive into a cache folder keyed by its checksum (reused later)."""
+    digest = sha256_file(archive)[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "review-classifier" / digest
+    if (cache / MANIFEST).is_file():
+        return cache
+    try:
+        with atomic_path(cache) as tmp, tarfile.open(archive, "r:gz") as tar:
+            tmp.mkdir()
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise BundleError(f"cannot read bundle archive {archive}: {e}") from None
+    return cache
+
+
+def default_bundle_dir() -> Path:
+    """Where the documented set-up puts the bundle, so `edge-classify FILE` needs no flags."""
+    env = os.environ.get("EDGE_CLASSIFY_MODEL")
+    if env:
+        return Path(env)
+    data = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return data / "review-classifier" / "bundle"

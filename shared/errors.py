@@ -1,0 +1,13 @@
+"""The one exception type for mistakes a user can make (bad data, bad bundle, bad flag)."""
+
+
+class ClassifierError(Exception):
+    """A user-caused error: the CLIs print its message on one line and exit non-zero."""
+
+    exit_code = 2
+
+
+class BundleError(ClassifierError):
+    """A model bundle is missing, tampered with, truncated or incompatible."""
+
+    exit_code = 3
