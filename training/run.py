@@ -1,0 +1,135 @@
+"""`run_training`: data -> tokenise -> fit (manual loop or Trainer) -> test evaluation -> results.
+
+Every artefact of a run lands in cfg.output_dir: config.json, dataset_report.json,
+history.json, best/ (model + tokenizer), last/ (resumable checkpoint), tb/, results.json,
+confusion.json, confusion.png, curves.png.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from shared.atomic import atomic_write_text
+from shared.metrics import classification_report, format_confusion
+from training.config import TrainConfig
+from training.data import data_fingerprint, dataset_report, format_report, load_splits, tokenize_splits
+from training.loop import dist_info, fit, predict, setup_device
+from training.metrics import accuracy_f1
+from training.model import load_model, load_tokenizer
+from training.plots import plot_confusion, plot_curves
+
+
+def log(msg: str) -> None:
+    if dist_info()[0] == 0:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def provenance() -> dict:
+    """Command, git commit, package versions and machine, stored next to every figure."""
+    import importlib.metadata as md
+
+    def ver(pkg: str) -> str:
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return "absent"
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    import os
+    import torch
+
+    return {
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "git_commit": commit,
+        "versions": {p: ver(p) for p in ("review-classifier", "torch", "transformers", "datasets", "evaluate",
+                                         "onnxruntime", "onnx-neural-compressor", "tokenizers", "numpy")},
+        "machine": {"platform": platform.platform(), "cpu": cpu, "cpus": len(os.sched_getaffinity(0)),
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+    }
+
+
+def run_training(cfg: TrainConfig) -> dict:
+    """Train and test one model as configured; returns the results dict (also in results.json)."""
+    out = Path(cfg.output_dir)
+    rank = dist_info()[0]
+    device = setup_device()
+    log(f"device: {device}" + ("" if device.type == "cuda" else " (no GPU found: running on the CPU)"))
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.json")
+        log("config: " + json.dumps(cfg.to_dict(), sort_keys=True))
+
+    splits = load_splits(cfg)
+    fingerprint = data_fingerprint(splits)
+    tokenizer = load_tokenizer(cfg)
+    tokenized = tokenize_splits(splits, tokenizer, cfg)
+    report = dataset_report(splits, tokenized, cfg)
+    if rank == 0:
+        log(format_report(report))
+        atomic_write_text(out / "dataset_report.json", json.dumps(report, indent=2))
+
+    model = load_model(cfg)
+    if cfg.engine == "trainer":
+        from training.trainer_engine import fit_with_trainer
+
+        result = fit_with_trainer(cfg, model, tokenized, out, tokenizer=tokenizer, log=log)
+    else:
+        result = fit(cfg, model, tokenized, out, tokenizer=tokenizer, log=log)
+    if rank != 0:
+        return {}
+
+    best = load_model(cfg, path=str(result.best_dir)).to(device)
+    logits, labels = predict(best, tokenized["test"], cfg, device, tokenizer.pad_token_id or 0, "test")
+    preds = logits.argmax(-1)
+    test = {**accuracy_f1(preds, labels, cfg.num_labels),
+            **classification_report(labels.tolist(), preds.tolist(), cfg.labels)}
+    log(f"test: accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}  (n={len(labels)})")
+    log(format_confusion(test["confusion_matrix"], cfg.labels))
+    log(sample_predictions(splits["test"].texts, labels, logits, cfg))
+
+    results = {
+        "config_hash": cfg.config_hash(), "data_fingerprint": fingerprint, "engine": cfg.engine,
+        "model": cfg.model, "dataset": {k: report[k] for k in report if k != "examples"},
+        "history": result.history, "best_valid": result.best_metrics, "test": test,
+        "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+        "train_seconds": round(result.train_seconds, 1), "train_samples_per_s": round(result.samples_per_second, 2),
+        "best_dir": str(result.best_dir), "provenance": provenance(),
+    }
+    atomic_write_text(out / "confusion.json", json.dumps(
+        {"labels": cfg.labels, "matrix": test["confusion_matrix"]}, indent=2))
+    plot_confusion(test["confusion_matrix"], cfg.labels, out / "confusion.png", "test confusion matrix")
+    if result.history:
+        plot_curves(result.history, out / "curves.png")
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=float))
+    return results
+
+
+def sample_predictions(texts: list[str], labels: np.ndarray, logits: np.ndarray, cfg: TrainConfig) -> str:
+    """A few test reviews with the prediction, as the original script printed them."""
+    if not cfg.sample_predictions:
+        return ""
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    pick = np.random.default_rng(cfg.seed).permutation(len(texts))[:cfg.sample_predictions]
+    lines = ["sample predictions:"]
+    for i in pick:
+        p = int(probs[i].argmax())
+        mark = "ok " if p == labels[i] else "MISS"
+        text = " ".join(texts[i].split())
+        lines.append(f"  [{mark}] {cfg.labels[p]:>10} {probs[i, p]:.3f} (true {cfg.labels[labels[i]]}): "
+                     f"{text[:100]}{'...' if len(text) > 100 else ''}")
+    return "\n".join(lines)
