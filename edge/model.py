@@ -1,0 +1,152 @@
+"""Score texts with a model bundle: the bundle's tokenizer and text policy, then onnxruntime.
+
+Texts become ids exactly as in training (shared.text normalisation and truncation, the
+manifest's special tokens), so edge probabilities equal the training job's. Batches are
+sorted by length inside a bounded window to cut padding; results come back in input order.
+"""
+from __future__ import annotations
+
+import math
+import os
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from shared.bundle import Manifest, load_bundle
+from shared.errors import BundleError
+from shared.text import build_input_ids, normalize_text
+
+WINDOW_BATCHES = 64   # batches sorted together by length; bounds memory and output latency
+KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class EdgeClassifier:
+    """A loaded bundle: `predict_proba` for a list, `score_stream` for an endless iterable."""
+
+    def __init__(self, bundle: str | os.PathLike, threads: int | None = None, batch_size: int = 32):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.manifest, self.folder = load_bundle(bundle)
+        self.manifest: Manifest
+        self.labels: list[str] = list(self.manifest.labels)
+        self.policy = self.manifest.policy
+        self.batch_size = batch_size
+        self.threads = threads or available_cpus()
+        self._tokenizer = _open_tokenizer(self.folder / self.manifest.tokenizer_file)
+        self._session = _open_session(self.folder / self.manifest.model_file, self.threads)
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        unknown = [n for n in self._inputs if n not in KNOWN_INPUTS]
+        if unknown:
+            raise BundleError(f"bundle {self.folder}: the model wants inputs {unknown} this runtime cannot feed")
+        self._output = self._session.get_outputs()[0].name
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Normalise, tokenise (no special tokens), truncate by policy, wrap in special tokens."""
+        m, policy = self.manifest, self.policy
+        normed = [normalize_text(t, policy) for t in texts]
+        encodings = self._tokenizer.encode_batch(normed, add_special_tokens=False)
+        return [build_input_ids(e.ids, m.prefix_ids, m.suffix_ids, policy) for e in encodings]
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, shape (len(texts), num_labels), float32, in input order."""
+        rows = list(self.score_stream(texts))
+        if not rows:
+            return np.zeros((0, self.num_labels), dtype=np.float32)
+        return np.stack(rows)
+
+    def score_stream(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
+        """One probability row per text, in order; reads at most one window of texts ahead."""
+        it = iter(texts)
+        window = self.batch_size * WINDOW_BATCHES
+        while True:
+            chunk = list(islice(it, window))
+            if not chunk:
+                return
+            yield from self._score_window(chunk)
+
+    def _score_window(self, texts: list[str]) -> np.ndarray:
+        ids = self.encode(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        probs = np.empty((len(ids), self.num_labels), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            probs[rows] = self._score_batch([ids[i] for i in rows])
+        return probs
+
+    def _score_batch(self, batch: list[list[int]]) -> np.ndarray:
+        width = max(len(x) for x in batch)
+        input_ids = np.full((len(batch), width), self.manifest.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, x in enumerate(batch):
+            input_ids[row, :len(x)] = x
+            mask[row, :len(x)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
+        logits = self._session.run([self._output], {n: feeds[n] for n in self._inputs})[0]
+        return softmax(logits.astype(np.float64)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def available_cpus() -> int:
+    """CPUs this process may really use: affinity mask, capped by a cgroup v2/v1 CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
+
+
+def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by cgroup v2 `cpu.max` or v1 `cpu.cfs_quota_us`; None when unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _open_tokenizer(path: Path):
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # the Rust side raises plain Exception on a bad file
+        raise BundleError(f"cannot read tokenizer {path}: {e}") from None
+    tok.no_truncation()   # the text policy truncates; the file's own settings must not
+    tok.no_padding()
+    return tok
+
+
+def _open_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BundleError(f"cannot load model {path}: {first}") from None

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+
+from edge.model import EdgeClassifier, _cgroup_cpu_quota, available_cpus
+from shared.text import TextPolicy
+from training.text import encode_texts
+
+TRICKY = [
+    "A great movie!",
+    "Terrible.<br /><br />Would not watch again",
+    "  leading and   trailing   spaces \t ",
+    "Café crème, naïve résumé, Ångström",          # accents (NFC vs decomposed below)
+    "Cafe\u0301 cre\u0300me",
+    "日本語のレビュー、とても良い映画でした",
+    "emoji 😀👍🏽 and symbols ™ © ½",
+    "nul\x00byte inside",
+    "",
+    "word " * 400,                                  # longer than max_length: head+tail truncation
+    "x" * 20000,                                    # one huge token run, clipped by chars first
+    "Ünïcödé ΑΒΓ кириллица עברית العربية",
+]
+
+
+def torch_proba(model, ids: list[list[int]], pad_id: int, names: list[str]) -> np.ndarray:
+    width = max(map(len, ids))
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, :len(x)] = torch.tensor(x)
+        mask[i, :len(x)] = 1
+    kwargs = {"input_ids": input_ids, "attention_mask": mask}
+    if "token_type_ids" in names:
+        kwargs["token_type_ids"] = torch.zeros_like(mask)
+    with torch.no_grad():
+        return torch.softmax(model(**kwargs).logits, dim=-1).numpy()
+
+
+@pytest.mark.parametrize("which", ["tiny", "tiny3"])
+def test_ids_and_probabilities_match_training(which, request):
+    folder, model, tokenizer = request.getfixturevalue(which)
+    clf = EdgeClassifier(folder, threads=1, batch_size=4)
+    policy = TextPolicy.from_dict(clf.manifest.text_policy)
+    ids = clf.encode(TRICKY)
+    assert ids == encode_texts(TRICKY, tokenizer, policy)
+    assert max(map(len, ids)) == policy.max_length          # truncation really happened
+    assert ids[0][0] == tokenizer.cls_token_id and ids[0][-1] == tokenizer.sep_token_id
+    probs = clf.predict_proba(TRICKY)
+    assert probs.shape == (len(TRICKY), len(clf.labels)) and probs.dtype == np.float32
+    # the reference scores each text alone (no padding): batching + sorting must not change results
+    ref = np.concatenate([torch_proba(model, [x], tokenizer.pad_token_id, clf.manifest.input_names) for x in ids])
+    np.testing.assert_allclose(probs, ref, atol=1e-4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_stream_keeps_order_across_windows(tiny, monkeypatch):
+    import edge.model
+
+    monkeypatch.setattr(edge.model, "WINDOW_BATCHES", 2)
+    clf = EdgeClassifier(tiny[0], threads=1, batch_size=3)
+    texts = [("good " * (i % 17)) + f"review number {i}" for i in range(40)]
+    streamed = np.stack(list(clf.score_stream(iter(texts))))
+    one_by_one = np.concatenate([clf.predict_proba([t]) for t in texts])
+    np.testing.assert_allclose(streamed, one_by_one, atol=1e-5)
+    assert clf.predict_proba([]).shape == (0, 2)
+
+
+def test_stream_reads_lazily(tiny):
+    clf = EdgeClassifier(tiny[0], threads=1, batch_size=2)
+    pulled = []
+
+    def endless():
+        i = 0
+        while True:
+            pulled.append(i)
+            yield f"text {i}"
+            i += 1
+
+    stream = clf.score_stream(endless())
+    first = next(stream)
+    assert first.shape == (2,)
+    assert len(pulled) <= 2 * 64 + 1      # at most one window ahead
+
+
+def test_labels_and_manifest(tiny3):
+    clf = EdgeClassifier(tiny3[0])
+    assert clf.labels == ["negative", "neutral", "positive"]
+    assert clf.manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
+    assert clf.threads == available_cpus()
+
+
+def test_cgroup_quota_parsing(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert _cgroup_cpu_quota(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert _cgroup_cpu_quota(tmp_path) == 3.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert _cgroup_cpu_quota(tmp_path) is None
+    assert available_cpus() >= 1
