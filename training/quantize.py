@@ -1,0 +1,229 @@
+"""Accuracy-aware INT8 post-training quantization of the fp32 ONNX classifier with Intel
+Neural Compressor's ONNX side (onnx-neural-compressor `autotune`).
+
+Candidates are tried from fastest to most conservative until validation accuracy is within
+cfg.quant_tolerance (relative) of fp32; if none is, QuantizationError reports every trial.
+
+Non-VNNI CPUs: every candidate uses U8S8 with `reduce_range=True` (7-bit weights). Without
+VNNI, onnxruntime's U8S8 kernels use VPMADDUBSW, whose int16 intermediate sums saturate with
+full 8-bit weights and give wrong BERT outputs (onnxruntime issues 5849, 6004). A bundle is
+built once and shipped to unknown CPUs, so reduce_range is always on, not only when the build
+machine lacks VNNI; the accuracy cost is measured by the tuning loop like any other.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from shared.atomic import atomic_path
+from training.config import TrainConfig
+from training.export import ExportError, onnx_logits, ort_session, pad_ids, pad_token_id
+from training.text import encode_texts
+
+CALIB_BATCH = 8
+REDUCE_RANGE = True
+
+
+class QuantizationError(ExportError):
+    """No INT8 candidate stayed within the accuracy tolerance, or the result failed its check."""
+
+
+class CalibrationReader:
+    """INC CalibrationDataReader over pre-encoded batches (feeds only the graph's inputs)."""
+
+    def __init__(self, ids: list[list[int]], input_names: Sequence[str], pad_id: int):
+        self.feeds = [pad_ids(ids[i:i + CALIB_BATCH], input_names, pad_id)
+                      for i in range(0, len(ids), CALIB_BATCH)]
+        self.pos = 0
+
+    def get_next(self) -> dict | None:
+        if self.pos >= len(self.feeds):
+            return None
+        self.pos += 1
+        return self.feeds[self.pos - 1]
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
+
+def vnni_available() -> bool:
+    from onnx_neural_compressor import utility
+
+    try:
+        return bool(utility.CpuInfo().vnni)
+    except Exception:  # noqa: BLE001 - cpu probing is best effort, only reported
+        return False
+
+
+def candidate_configs(approach: str, calib_batches: int) -> list[tuple[str, object]]:
+    """(description, INC config) from fastest to most conservative."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnx_neural_compressor.quantization import config as qc
+
+    cpu = "CPUExecutionProvider"
+    if approach == "dynamic":
+        all_ops = ["MatMul", "Attention", "Gather", "EmbedLayerNormalization"]
+        no_emb = ["MatMul", "Attention"]
+        plans = [
+            ("dynamic all ops", dict(op_types_to_quantize=all_ops)),
+            ("dynamic all ops per-channel", dict(op_types_to_quantize=all_ops, per_channel=True)),
+            ("dynamic fp32 embeddings", dict(op_types_to_quantize=no_emb, per_channel=True)),
+            ("dynamic MatMul only", dict(op_types_to_quantize=["MatMul"], per_channel=True)),
+            ("dynamic MatMul only, fp32 classifier", dict(op_types_to_quantize=["MatMul"], per_channel=True,
+                                                          quant_last_matmul=False)),
+        ]
+        return [(d, qc.DynamicQuantConfig(weight_type=QuantType.QInt8, reduce_range=REDUCE_RANGE,
+                                          execution_provider=cpu, **kw)) for d, kw in plans]
+    default_ops = list(qc.constants.STATIC_QOPERATOR_CPU_OP_LIST)
+    no_addmul = [o for o in default_ops if o not in ("Add", "Mul")]
+    no_emb = [o for o in no_addmul if o not in ("Gather", "GatherElements", "GatherND", "EmbedLayerNormalization")]
+    no_attn = [o for o in no_emb if o != "Attention"]
+    plans = [
+        ("static QOperator all ops", dict(op_types_to_quantize=default_ops)),
+        ("static QOperator all ops per-channel", dict(op_types_to_quantize=default_ops, per_channel=True)),
+        ("static QOperator no Add/Mul per-channel", dict(op_types_to_quantize=no_addmul, per_channel=True)),
+        ("static QOperator fp32 embeddings", dict(op_types_to_quantize=no_emb, per_channel=True)),
+        ("static QOperator fp32 attention+embeddings", dict(op_types_to_quantize=no_attn, per_channel=True)),
+        ("static QOperator fp32 attention+embeddings+classifier",
+         dict(op_types_to_quantize=no_attn, per_channel=True, quant_last_matmul=False)),
+        ("static QDQ fp32 embeddings, percentile", dict(
+            op_types_to_quantize=["MatMul", "Attention"], per_channel=True, quant_format=QuantFormat.QDQ,
+            calibrate_method=CalibrationMethod.Percentile)),
+    ]
+    out = []
+    for desc, kw in plans:
+        kw.setdefault("quant_format", QuantFormat.QOperator)
+        out.append((desc, qc.StaticQuantConfig(
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=REDUCE_RANGE,
+            execution_provider=cpu, calibration_sampling_size=max(1, calib_batches), **kw)))
+    return out
+
+
+def _dedupe(cands: list[tuple[str, object]], model_path: Path) -> list[tuple[str, object]]:
+    """Drop candidates that quantize exactly the same nodes as an earlier one (INC would skip them)."""
+    seen, kept = [], []
+    for desc, c in cands:
+        mapping = c.to_config_mapping(model_info=type(c).get_model_info(model=str(model_path)))
+        if any(mapping == m for m in seen):
+            continue
+        seen.append(dict(mapping))
+        kept.append((desc, c))
+    return kept
+
+
+@contextlib.contextmanager
+def _quiet_workdir():
+    """INC may write scratch files into the working directory and logs at INFO: contain both."""
+    loggers = [logging.getLogger(n) for n in ("onnx_neural_compressor", "onnxruntime")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="rc-quant-") as tmp, contextlib.chdir(tmp):
+        try:
+            yield Path(tmp)
+        finally:
+            for lg, lv in zip(loggers, levels):
+                lg.setLevel(lv)
+
+
+def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg: TrainConfig,
+                  calib_texts: Sequence[str], valid_texts: Sequence[str], valid_labels: Sequence[int],
+                  tokenizer, *, max_trials: int | None = None) -> dict:
+    """INT8 model at `out_path` whose validation accuracy is within cfg.quant_tolerance of fp32.
+
+    Approach (static, calibrated on cfg.calib_samples of `calib_texts`; or dynamic) from
+    cfg.quant_approach. Returns a report with every trial; raises QuantizationError otherwise.
+    """
+    import onnx
+    from onnx_neural_compressor.quantization import tuning
+
+    started = time.perf_counter()
+    fp32_path, out_path = Path(fp32_path).resolve(), Path(out_path)
+    if not valid_texts:
+        raise QuantizationError("quantization needs labelled validation texts to check accuracy; got none")
+    pad_id = pad_token_id(tokenizer)
+    input_names = [i.name for i in ort_session(fp32_path).get_inputs()]
+    policy = cfg.text_policy
+    valid_ids = encode_texts(list(valid_texts), tokenizer, policy)
+    labels = np.asarray(list(valid_labels), dtype=np.int64)
+    calib_ids = encode_texts(list(calib_texts)[:cfg.calib_samples], tokenizer, policy)
+    if cfg.quant_approach == "static" and not calib_ids:
+        raise QuantizationError("static quantization needs calibration texts; got none "
+                                "(or use --set quant_approach=dynamic)")
+
+    def accuracy(model_path: str) -> float:
+        pred = onnx_logits(ort_session(model_path), valid_ids, pad_id).argmax(-1)
+        return float((pred == labels).mean())
+
+    results: list[float] = []
+    errors: dict[int, str] = {}
+
+    def eval_fn(model_path: str) -> float:
+        try:
+            acc = accuracy(model_path)
+        except Exception as e:  # noqa: BLE001 - a candidate that yields a broken graph is a failed trial
+            if not results:
+                raise
+            errors[len(results)] = str(e).strip().splitlines()[0][:200]
+            acc = 0.0
+        results.append(acc)
+        return acc
+
+    reader = CalibrationReader(calib_ids, input_names, pad_id) if cfg.quant_approach == "static" else None
+    cands = _dedupe(candidate_configs(cfg.quant_approach, len(reader.feeds) if reader else 0), fp32_path)
+    if max_trials:
+        cands = cands[:max_trials]
+    tune = tuning.TuningConfig(config_set=[c for _, c in cands], tolerable_loss=cfg.quant_tolerance,
+                               max_trials=len(cands))
+    q_model = None
+    with _quiet_workdir():
+        try:
+            q_model = tuning.autotune(str(fp32_path), tune, eval_fn=eval_fn, calibration_data_reader=reader)
+        except SystemExit:  # autotune calls exit(0) when no candidate meets the goal
+            q_model = None
+    baseline = results[0] if results else float("nan")
+    trials = []
+    for i, ((desc, c), acc) in enumerate(zip(cands, results[1:]), start=1):
+        loss = (baseline - acc) / baseline if baseline else 0.0
+        trials.append({"error": errors.get(i, ""), "config": desc, "accuracy": acc, "relative_loss": round(loss, 6),
+                       "within_tolerance": loss <= cfg.quant_tolerance,
+                       "per_channel": bool(getattr(c, "per_channel", False)),
+                       "quant_format": getattr(getattr(c, "quant_format", None), "name", "dynamic")})
+    report = {
+        "approach": cfg.quant_approach, "tool": "onnx-neural-compressor autotune",
+        "weight_type": "int8", "activation_type": "uint8", "reduce_range": REDUCE_RANGE,
+        "build_cpu_has_vnni": vnni_available(),
+        "tolerance": cfg.quant_tolerance, "fp32_accuracy": baseline, "valid_samples": len(valid_ids),
+        "calib_samples": len(calib_ids) if reader else 0, "trials": trials,
+    }
+    if q_model is None or not trials or not trials[-1]["within_tolerance"]:
+        tried = "; ".join(f"{t['config']}: acc {t['accuracy']:.4f} (loss {t['relative_loss']:.2%})" for t in trials)
+        raise QuantizationError(
+            f"INT8 quantization ({cfg.quant_approach}) found no configuration within "
+            f"{cfg.quant_tolerance:.2%} relative accuracy loss of fp32 ({baseline:.4f}) on "
+            f"{len(valid_ids)} validation texts; tried {len(trials)}: {tried or 'none'}. "
+            "Try --set quant_approach=dynamic|static, more calib_samples, a larger quant_tolerance, "
+            "or ship the fp32 bundle")
+    with atomic_path(out_path) as tmp:
+        onnx.save_model(q_model, str(tmp))
+    chosen = trials[-1]
+    report.update({"chosen": chosen["config"], "int8_accuracy": chosen["accuracy"],
+                   "relative_loss": chosen["relative_loss"], "path": str(out_path),
+                   "size_bytes": out_path.stat().st_size, "seconds": round(time.perf_counter() - started, 2)})
+    return report
