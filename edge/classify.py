@@ -1,0 +1,96 @@
+"""The edge-classify job as a function: records in, one formatted line per record out."""
+from __future__ import annotations
+
+import collections
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, TextIO
+
+import numpy as np
+
+from edge.model import EdgeClassifier
+from edge.output import Formatter
+from edge.records import Record
+from shared.errors import ClassifierError
+from shared.labels import DEFAULT_ALIASES, LabelMap
+from shared.text import clip_chars
+
+EMPTY_POLICIES = ("mark", "error")
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    empty: list[str] = field(default_factory=list)   # where the empty texts were (first few)
+    empty_count: int = 0
+    confusion: np.ndarray | None = None              # rows = true, columns = predicted (with --eval)
+
+
+def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO | None,
+                     formatter: Formatter, empty: str = "mark", evaluate: bool = False,
+                     progress: bool = False) -> Summary:
+    """Score every record and write one line per record to `out` (skipped when None), in order.
+
+    Empty or whitespace-only texts are not scored: with empty="mark" they get an empty line
+    record (and are left out of --eval metrics); with empty="error" the first one stops the run.
+    """
+    if empty not in EMPTY_POLICIES:
+        raise ClassifierError(f"--empty must be one of {EMPTY_POLICIES}, got {empty!r}")
+    summary = Summary()
+    label_map = _label_map(clf.labels) if evaluate else None
+    if evaluate:
+        summary.confusion = np.zeros((clf.num_labels, clf.num_labels), dtype=np.int64)
+    pending: collections.deque[Record | None] = collections.deque()
+
+    def texts() -> Iterator[str]:
+        for rec in records:
+            if rec.text.strip():
+                pending.append(rec._replace(text=""))   # keep label and place, not the text
+                yield clip_chars(rec.text, clf.policy)   # bounds the window's memory
+            elif empty == "error":
+                raise ClassifierError(f"{rec.where}: empty text; remove it or use --empty mark")
+            else:
+                pending.append(None)
+                summary.empty_count += 1
+                if len(summary.empty) < 5:
+                    summary.empty.append(rec.where)
+
+    header = formatter.header()
+    if out is not None and header:
+        out.write(header)
+    bar = _progress_bar() if progress else None
+
+    def emit(rec: Record | None, probs: np.ndarray | None) -> None:
+        if out is not None:
+            out.write(formatter.line(probs))
+        if rec is not None and label_map is not None:
+            summary.confusion[label_map.to_id(rec.label, rec.where), int(probs.argmax())] += 1
+        summary.records += 1
+        if bar is not None and summary.records % 256 == 0:
+            bar.update(256)
+
+    try:
+        for probs in clf.score_stream(texts()):
+            while pending[0] is None:
+                pending.popleft()
+                emit(None, None)
+            emit(pending.popleft(), probs)
+        while pending:   # trailing empty texts
+            pending.popleft()
+            emit(None, None)
+    finally:
+        if bar is not None:
+            bar.close()
+    return summary
+
+
+def _label_map(labels: list[str]) -> LabelMap:
+    """The bundle's labels, plus the usual IMDB aliases (0/1, neg/pos) where they fit."""
+    aliases = {a: n for a, n in DEFAULT_ALIASES.items() if n in labels}
+    return LabelMap(names=tuple(labels), aliases=aliases)
+
+
+def _progress_bar():
+    from tqdm import tqdm
+
+    return tqdm(unit=" reviews", file=sys.stderr, delay=1.0, mininterval=0.5, dynamic_ncols=True)
