@@ -228,9 +228,10 @@ def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, int, d
             for row in reader:
                 row_no += 1
                 if None in row or None in row.values():
+                    n = len(header) + len(row[None]) if None in row else sum(v is not None for v in row.values())
                     raise ClassifierError(
-                        f"{path}, row {row_no} (line {reader.line_num}): {len(row) - (None in row)} fields "
-                        f"where the header has {len(header)}; fix the quoting or the separators")
+                        f"{path}, row {row_no} (line {reader.line_num}): {n} fields where the header "
+                        f"has {len(header)}; fix the quoting or the separators")
                 yield row_no, reader.line_num, row
         except (csv.Error, UnicodeError, EOFError, zlib.error, gzip.BadGzipFile) as e:
             where = f"row {row_no + 1} (line {reader.line_num})" if header else "header"
@@ -468,13 +469,17 @@ def tokenize_splits(splits: dict[str, Reviews], tokenizer, cfg: TrainConfig):
     out = {}
     with _datasets_bars():
         for name, reviews in splits.items():
+            if not len(reviews):  # datasets cannot map an empty table
+                out[name] = datasets.Dataset.from_dict({k: [] for k in features}, features=features)
+                continue
             ds = datasets.Dataset.from_dict({"text": reviews.texts, "labels": reviews.labels},
                                             features=text_features)
             out[name] = ds.map(encode, batched=True, batch_size=1000, remove_columns=["text"],
                                features=features, new_fingerprint=f"{key}-{name}",
                                desc=f"tokenise {name}")
         with atomic_path(folder) as tmp:
-            datasets.DatasetDict(out).save_to_disk(str(tmp))
+            # at least one shard per split: an empty split saved with none cannot be loaded back
+            datasets.DatasetDict(out).save_to_disk(str(tmp), num_shards={k: 1 for k in out if not len(out[k])})
     return datasets.load_from_disk(str(folder))
 
 
