@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -163,7 +164,8 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, cfg: 
     axes["logits"] = {0: "batch"}
     with atomic_path(out_path) as tmp:
         raw = tmp.with_name("raw.onnx")
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter's notices
             torch.onnx.export(model, (), str(raw), kwargs={k: torch.from_numpy(v) for k, v in dummy.items()},
                               input_names=names, output_names=["logits"], dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)

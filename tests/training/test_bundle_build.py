@@ -1,0 +1,163 @@
+"""Bundles from a (briefly trained) tiny classifier: built, verified, refused when damaged."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.bundle import load_bundle
+from shared.errors import BundleError
+from tests.conftest import build_tiny_model, toy_review
+from training.bundle_build import build_bundles
+from training.config import load_config
+from training.data import Reviews
+from training.evaluate_bundle import evaluate_bundle
+from training.export import ExportError
+
+NAMES = ("negative", "positive")
+
+
+def toy_reviews(n: int, seed: int, source: str) -> Reviews:
+    rng = random.Random(seed)
+    labels = [i % 2 for i in range(n)]
+    return Reviews([toy_review(y, rng) for y in labels], labels, source, NAMES)
+
+
+def bundle_cfg(model_dir: Path, *extra: str):
+    return load_config("tiny", [f"model={model_dir}", "max_length=48", "calib_samples=32", "verify_samples=64",
+                                "quant_approach=dynamic", *extra])
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory) -> Path:
+    """The tiny BERT fine-tuned for a few seconds on toy reviews, so accuracy means something.
+
+    A bare loop (not training.loop.fit, which evaluates and checkpoints every epoch) keeps it quick.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from training.export import pad_ids
+    from training.text import encode_texts
+
+    root = tmp_path_factory.mktemp("trained")
+    folder = build_tiny_model(root / "model")
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    train = toy_reviews(384, 1, "train")
+    ids = encode_texts(train.texts, tok, bundle_cfg(folder).text_policy)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    for _ in range(4):
+        order = torch.randperm(len(ids)).tolist()
+        for i in range(0, len(order), 32):
+            idx = order[i:i + 32]
+            feeds = {k: torch.from_numpy(v) for k, v in pad_ids([ids[j] for j in idx], names, 0).items()}
+            loss = model(**feeds, labels=torch.tensor([train.labels[j] for j in idx])).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    model.eval()
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bundles(trained_tiny, tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("bundles") / "out"
+    cfg = bundle_cfg(trained_tiny)
+    return build_bundles(trained_tiny, out, cfg, valid=toy_reviews(96, 3, "valid"),
+                         calib=toy_reviews(32, 4, "calib"), data_fingerprint="abc123", archive=True)
+
+
+def test_int8_and_fp32_bundles_are_built_verified_and_described(bundles, trained_tiny):
+    assert {"int8", "fp32", "int8_archive", "fp32_archive"} <= set(bundles)
+    cfg = bundle_cfg(trained_tiny)
+    for precision in ("int8", "fp32"):
+        manifest, folder = load_bundle(bundles[precision])
+        assert manifest.precision == precision
+        assert manifest.labels == list(NAMES)
+        assert manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
+        assert manifest.prefix_ids == [101] and manifest.suffix_ids == [102] and manifest.pad_id == 0
+        assert manifest.text_policy == cfg.text_policy.to_dict()
+        assert manifest.config_hash == cfg.config_hash() and manifest.data_fingerprint == "abc123"
+        assert manifest.metrics["fp32"]["accuracy"] > 0.8
+        assert manifest.compression["export"]["parity"]["max_abs_logit_diff"] <= cfg.parity_atol
+        assert manifest.compression["edge_max_prob_diff"] <= 1e-4
+        assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+    int8, _ = load_bundle(bundles["int8"])
+    quant = int8.compression["quantization"]
+    assert quant["reduce_range"] is True and quant["trials"]
+    assert quant["relative_loss"] <= cfg.quant_tolerance
+    assert int8.compression["int8_agreement"] >= cfg.int8_agreement
+    assert int8.metrics["int8"]["accuracy"] >= int8.metrics["fp32_onnx"]["accuracy"] * (1 - cfg.quant_tolerance)
+    assert (bundles["int8"] / "model.onnx").stat().st_size < 0.5 * (bundles["fp32"] / "model.onnx").stat().st_size
+    leftovers = [p.name for p in bundles["int8"].parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_archive_loads_like_the_folder(bundles, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    manifest, folder = load_bundle(bundles["int8_archive"])
+    assert manifest.precision == "int8"
+    with tarfile.open(bundles["int8_archive"]) as tar:
+        assert sorted(tar.getnames()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+
+
+def test_evaluate_bundle_reports_accuracy_f1_and_confusion(bundles):
+    reviews = toy_reviews(64, 7, "eval.csv")
+    report = evaluate_bundle(bundles["int8"], reviews)
+    assert report["n"] == 64 and report["accuracy"] > 0.8 and report["macro_f1"] > 0.8
+    assert np.asarray(report["confusion_matrix"]).sum() == 64
+    assert report["precision"] == "int8" and report["reviews_per_s"] > 0
+
+
+def test_tampered_truncated_and_incompatible_bundles_are_refused(bundles, tmp_path):
+    tampered = shutil.copytree(bundles["int8"], tmp_path / "tampered")
+    data = bytearray((tampered / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tampered / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="tampered"):
+        load_bundle(tampered)
+
+    truncated = shutil.copytree(bundles["int8"], tmp_path / "truncated")
+    (truncated / "tokenizer.json").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(truncated)
+
+    newer = shutil.copytree(bundles["int8"], tmp_path / "newer")
+    manifest = json.loads((newer / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="newer"):
+        load_bundle(newer)
+
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(bundles["int8_archive"].read_bytes()[:2000])
+    with pytest.raises(BundleError):
+        load_bundle(cut)
+
+
+def test_failed_int8_agreement_raises_and_leaves_nothing(trained_tiny, tmp_path):
+    out = tmp_path / "out"
+    cfg = bundle_cfg(trained_tiny, "int8_agreement=1.01")
+    with pytest.raises(ExportError, match="agrees with fp32"):
+        build_bundles(trained_tiny, out, cfg, valid=toy_reviews(48, 3, "valid"), calib=toy_reviews(16, 4, "c"),
+                      max_trials=1)
+    assert list(out.iterdir()) == []
+
+
+def test_failed_fp32_parity_raises_and_leaves_nothing(trained_tiny, tmp_path):
+    out = tmp_path / "out"
+    cfg = bundle_cfg(trained_tiny, "parity_atol=1e-12")
+    with pytest.raises(ExportError, match="parity") as info:
+        build_bundles(trained_tiny, out, cfg, valid=toy_reviews(48, 3, "valid"), calib=toy_reviews(16, 4, "c"))
+    assert "max |logit diff|" in str(info.value)
+    assert list(out.iterdir()) == []

@@ -1,0 +1,168 @@
+"""Build verified model bundles (fp32 and int8) from a Hugging Face classifier folder.
+
+Every bundle is assembled in a staging folder, sealed, re-opened through the edge runtime and
+checked; only then does it replace out_dir/<precision>. A failed check raises ExportError and
+leaves no bundle behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from shared.atomic import atomic_path
+from shared.bundle import Manifest, load_bundle, pack_bundle, seal_bundle
+from shared.metrics import classification_report
+from training.config import TrainConfig
+from training.export import (ExportError, export_onnx, load_for_export, onnx_logits, ort_session,
+                             pad_token_id)
+from training.quantize import quantize_onnx
+from training.text import encode_texts, special_ids
+
+PRECISIONS = ("fp32", "int8")
+COMPRESSION_FILE = "compression.json"   # written by training.compress next to a pruned/distilled model
+EDGE_PROB_ATOL = 1e-4                   # bundle (edge tokenizer path) vs training path, same ONNX model
+
+
+def bundle_labels(model_config, cfg: TrainConfig) -> list[str]:
+    """Class names by id from the model's config; the recipe's labels if the model has generic ones."""
+    id2label = {int(k): v for k, v in (getattr(model_config, "id2label", None) or {}).items()}
+    names = [id2label[i] for i in sorted(id2label)]
+    generic = all(n == f"LABEL_{i}" for i, n in enumerate(names))
+    if (not names or generic) and len(cfg.labels) == len(names or cfg.labels):
+        return list(cfg.labels)
+    return names
+
+
+def base_model_name(model_dir: Path) -> str:
+    try:
+        raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raw = {}
+    return str(raw.get("_name_or_path") or model_dir.name)
+
+
+def onnx_report(model_path: Path, reviews, tokenizer, cfg: TrainConfig, labels: list[str]) -> dict:
+    """Accuracy, macro F1 and confusion matrix of an ONNX model on labelled reviews."""
+    ids = encode_texts(reviews.texts, tokenizer, cfg.text_policy)
+    pred = onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer)).argmax(-1)
+    return classification_report(list(reviews.labels), pred.tolist(), labels)
+
+
+def _short(report: dict) -> dict:
+    return {k: report[k] for k in ("accuracy", "macro_f1", "n", "confusion_matrix") if k in report}
+
+
+def check_edge_parity(bundle: Path, model_path: Path, texts: Sequence[str], tokenizer, cfg: TrainConfig) -> float:
+    """The sealed bundle, opened by the edge runtime, must score like the training-side path."""
+    from edge.model import EdgeClassifier, softmax
+
+    if not texts:
+        return 0.0
+    ids = encode_texts(list(texts), tokenizer, cfg.text_policy)
+    ref = softmax(onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer)).astype(np.float64))
+    got = EdgeClassifier(bundle, threads=1).predict_proba(list(texts))
+    diff = float(np.abs(got - ref).max())
+    if not diff <= EDGE_PROB_ATOL:
+        raise ExportError(f"bundle {bundle.name}: the edge runtime's probabilities differ from the training "
+                          f"path by {diff:.3g} (> {EDGE_PROB_ATOL:g}); tokenizer.json and the manifest's "
+                          "special tokens do not reproduce training's token ids")
+    return diff
+
+
+def label_agreement(a_path: Path, b_path: Path, texts: Sequence[str], tokenizer, cfg: TrainConfig) -> float:
+    ids = encode_texts(list(texts), tokenizer, cfg.text_policy)
+    pad = pad_token_id(tokenizer)
+    a = onnx_logits(ort_session(a_path), ids, pad).argmax(-1)
+    b = onnx_logits(ort_session(b_path), ids, pad).argmax(-1)
+    return float((a == b).mean())
+
+
+def write_bundle(folder: Path, model_path: Path, tokenizer, cfg: TrainConfig, *, labels: list[str],
+                 input_names: list[str], precision: str, base_model: str, data_fingerprint: str,
+                 metrics: dict, compression: dict) -> Manifest:
+    """Model, tokenizer.json and a sealed manifest in `folder` (which must not exist yet)."""
+    folder.mkdir(parents=True)
+    shutil.copyfile(model_path, folder / "model.onnx")
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    prefix, suffix = special_ids(tokenizer)
+    manifest = Manifest(
+        labels=labels, text_policy=cfg.text_policy.to_dict(), prefix_ids=prefix, suffix_ids=suffix,
+        pad_id=pad_token_id(tokenizer), input_names=input_names, precision=precision, base_model=base_model,
+        config_hash=cfg.config_hash(), data_fingerprint=data_fingerprint, metrics=metrics,
+        compression=compression)
+    return seal_bundle(folder, manifest)
+
+
+def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainConfig, *, valid,
+                  calib, data_fingerprint: str = "", fp32_metrics: dict | None = None, archive: bool = False,
+                  precisions: Sequence[str] = PRECISIONS, max_trials: int | None = None) -> dict[str, Path]:
+    """out_dir/fp32 and/or out_dir/int8 bundles, each parity-checked; with `archive`, also
+    out_dir/<precision>.tar.gz. `valid` (training.data.Reviews) drives accuracy tuning, parity
+    and the manifest metrics; `calib` provides static-quantization calibration texts."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise ExportError(f"precision must be fp32, int8 or both; got {list(precisions)}")
+    model, tokenizer = load_for_export(model_dir)
+    labels = bundle_labels(model.config, cfg)
+    base = base_model_name(model_dir)
+    del model
+    verify = list(valid.texts[:cfg.verify_samples])
+    extra = {}
+    if (model_dir / COMPRESSION_FILE).is_file():
+        extra = json.loads((model_dir / COMPRESSION_FILE).read_text(encoding="utf-8"))
+    built: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix=".stage-", dir=_ensure(out_dir)) as stage:
+        stage = Path(stage)
+        fp32_onnx = stage / "fp32.onnx"
+        export = export_onnx(model_dir, fp32_onnx, cfg, verify)
+        fp32_report = onnx_report(fp32_onnx, valid, tokenizer, cfg, labels)
+        metrics = {"fp32": dict(fp32_metrics) if fp32_metrics else _short(fp32_report),
+                   "fp32_onnx": _short(fp32_report)}
+        common = dict(labels=labels, input_names=export["input_names"], base_model=base,
+                      data_fingerprint=data_fingerprint)
+        staged: dict[str, Path] = {}
+        if "int8" in precisions:
+            int8_onnx = stage / "int8.onnx"
+            quant = quantize_onnx(fp32_onnx, int8_onnx, cfg, calib.texts, valid.texts, valid.labels, tokenizer,
+                                  max_trials=max_trials)
+            agreement = label_agreement(fp32_onnx, int8_onnx, verify, tokenizer, cfg)
+            if not agreement >= cfg.int8_agreement:
+                raise ExportError(
+                    f"int8 model agrees with fp32 on only {agreement:.2%} of {len(verify)} validation texts "
+                    f"(< int8_agreement {cfg.int8_agreement:.2%}); no bundle was written "
+                    "(try --set quant_approach=dynamic, or ship --precision fp32)")
+            int8_metrics = dict(metrics, int8=_short(onnx_report(int8_onnx, valid, tokenizer, cfg, labels)))
+            folder = stage / "int8"
+            write_bundle(folder, int8_onnx, tokenizer, cfg, precision="int8", metrics=int8_metrics,
+                         compression={**extra, "quantization": quant, "int8_agreement": agreement,
+                                      "export": export}, **common)
+            staged["int8"] = folder
+        if "fp32" in precisions:
+            folder = stage / "fp32"
+            write_bundle(folder, fp32_onnx, tokenizer, cfg, precision="fp32", metrics=metrics,
+                         compression={**extra, "export": export}, **common)
+            staged["fp32"] = folder
+        for folder in staged.values():
+            manifest, _ = load_bundle(folder)
+            manifest.compression["edge_max_prob_diff"] = check_edge_parity(
+                folder, folder / "model.onnx", verify[:64], tokenizer, cfg)
+            seal_bundle(folder, manifest)
+        for precision, folder in staged.items():
+            with atomic_path(out_dir / precision) as tmp:
+                os.replace(folder, tmp)
+            built[precision] = out_dir / precision
+            if archive:
+                built[f"{precision}_archive"] = pack_bundle(out_dir / precision, out_dir / f"{precision}.tar.gz")
+    return built
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
