@@ -1,0 +1,154 @@
+"""TF-IDF (unigrams + bigrams) + logistic regression on the same splits as the training job.
+
+The yardstick every fine-tuned model has to beat. It uses training.data.load_splits, so its
+train/valid/test are exactly those of a training run with the same config:
+
+    python -m benchmarks.baseline_tfidf --train /work/shared/data/imdb/train.csv.gz \\
+        --test /work/shared/data/imdb/test.csv.gz --out results/baseline_tfidf.json
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from shared.atomic import atomic_write_text
+from shared.errors import ClassifierError
+from training.config import TrainConfig, load_config
+from training.data import Reviews, data_fingerprint, load_splits
+
+_BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
+
+
+def _clean(text: str) -> str:
+    return _BR.sub(" ", text).lower()
+
+
+def fit_baseline(splits: dict[str, Reviews], c: float = 4.0, min_df: int = 2, seed: int = 0) -> dict:
+    """Fit on splits["train"]; accuracy and macro F1 on valid and test, with timings."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    t0 = time.perf_counter()
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, preprocessor=_clean,
+                          dtype=np.float32)
+    x_train = vec.fit_transform(splits["train"].texts)
+    t1 = time.perf_counter()
+    clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    clf.fit(x_train, splits["train"].labels)
+    t2 = time.perf_counter()
+    scores: dict = {}
+    for name in ("valid", "test"):
+        if not len(splits[name]):
+            continue
+        pred = clf.predict(vec.transform(splits[name].texts))
+        y = np.asarray(splits[name].labels)
+        scores[name] = {"accuracy": float(accuracy_score(y, pred)),
+                        "macro_f1": float(f1_score(y, pred, average="macro")), "rows": int(len(y))}
+    return {**scores, "features": int(len(vec.vocabulary_)),
+            "seconds": {"vectorize": round(t1 - t0, 2), "fit": round(t2 - t1, 2),
+                        "predict": round(time.perf_counter() - t2, 2)}}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _data_file(source: str) -> dict:
+    """The path of a data source and, when it is one file, its sha256."""
+    path = Path(source).expanduser()
+    entry: dict = {"source": source}
+    if path.is_file():
+        entry.update(path=str(path.resolve()), sha256=_sha256(path))
+    return entry
+
+
+def provenance(cfg: TrainConfig) -> dict:
+    """Command line, git commit, package versions, machine and data files behind the numbers."""
+    def ver(pkg: str) -> str:
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return "absent"
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).parent).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "command": shlex.join([sys.executable, "-m", "benchmarks.baseline_tfidf", *sys.argv[1:]]),
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "versions": {"python": platform.python_version(),
+                     **{p: ver(p) for p in ("review-classifier", "scikit-learn", "scipy", "numpy")}},
+        "machine": {"platform": platform.platform(), "cpu": cpu, "nproc": len(os.sched_getaffinity(0))},
+        "data": {"train": _data_file(cfg.data), **({"test": _data_file(cfg.test_data)} if cfg.test_data else {})},
+    }
+
+
+def run_baseline(cfg: TrainConfig, c: float = 4.0, min_df: int = 2) -> dict:
+    splits = load_splits(cfg)
+    results = fit_baseline(splits, c=c, min_df=min_df, seed=cfg.seed)
+    return {
+        "model": {"features": "tfidf word 1-2 grams, sublinear tf, lowercase, <br /> removed",
+                  "min_df": min_df, "classifier": "LogisticRegression", "C": c},
+        "results": results,
+        "splits": {k: len(v) for k, v in splits.items()},
+        "data_fingerprint": data_fingerprint(splits),
+        "config": {k: getattr(cfg, k) for k in ("data", "test_data", "text_column", "label_column", "labels",
+                                                "valid_size", "test_size", "reduce_ratio", "dedupe", "seed")},
+        "provenance": provenance(cfg),
+    }
+
+
+def main(train: str = typer.Option(..., "--train", help="Training data (any source load_reviews accepts)"),
+         test: str = typer.Option("", "--test", help="Test data; empty: split test_size off --train"),
+         out: Path = typer.Option(Path("results/baseline_tfidf.json"), "--out"),
+         recipe: str = typer.Option("default", "--recipe", help="Config recipe for the split settings"),
+         set_: list[str] = typer.Option([], "--set", "-s", help="Config overrides, e.g. --set seed=1"),
+         c: float = typer.Option(4.0, "--c", help="Inverse regularisation strength"),
+         min_df: int = typer.Option(2, "--min-df", help="Ignore n-grams seen in fewer documents")) -> None:
+    """Fit the TF-IDF baseline and write its scores and provenance as JSON."""
+    cfg = load_config(recipe, [*set_, f"data={train}", f"test_data={test}"])
+    report = run_baseline(cfg, c=c, min_df=min_df)
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    r = report["results"]
+    line = f"valid accuracy {r['valid']['accuracy']:.4f}" if "valid" in r else ""
+    typer.echo(f"{line}  test accuracy {r['test']['accuracy']:.4f}  macro F1 {r['test']['macro_f1']:.4f}  -> {out}")
+
+
+def cli() -> None:
+    try:
+        typer.run(main)
+    except ClassifierError as e:
+        print(f"baseline_tfidf: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    cli()
