@@ -13,7 +13,6 @@ from edge.output import Formatter
 from edge.records import Record
 from shared.errors import ClassifierError
 from shared.labels import DEFAULT_ALIASES, LabelMap
-from shared.text import clip_chars
 
 EMPTY_POLICIES = ("mark", "error")
 
@@ -46,7 +45,7 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
         for rec in records:
             if rec.text.strip():
                 pending.append(rec._replace(text=""))   # keep label and place, not the text
-                yield clip_chars(rec.text, clf.policy)   # bounds the window's memory
+                yield rec.text
             elif empty == "error":
                 raise ClassifierError(f"{rec.where}: empty text; remove it or use --empty mark")
             else:

@@ -19,6 +19,7 @@ from shared.errors import BundleError
 from shared.text import build_input_ids, normalize_text
 
 WINDOW_BATCHES = 64   # batches sorted together by length; bounds memory and output latency
+ENCODE_CHUNK = 256    # texts tokenised per call; only their truncated ids are kept
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -61,17 +62,26 @@ class EdgeClassifier:
         return np.stack(rows)
 
     def score_stream(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
-        """One probability row per text, in order; reads at most one window of texts ahead."""
+        """One probability row per text, in order, with bounded memory for any input length.
+
+        Texts are tokenised ENCODE_CHUNK at a time and kept only as truncated ids; a window of
+        WINDOW_BATCHES batches is then sorted by length, scored and yielded in input order.
+        """
         it = iter(texts)
         window = self.batch_size * WINDOW_BATCHES
-        while True:
-            chunk = list(islice(it, window))
-            if not chunk:
-                return
-            yield from self._score_window(chunk)
+        exhausted = False
+        while not exhausted:
+            ids: list[list[int]] = []
+            while len(ids) < window:
+                chunk = list(islice(it, min(ENCODE_CHUNK, window - len(ids))))
+                if not chunk:
+                    exhausted = True
+                    break
+                ids.extend(self.encode(chunk))
+            if ids:
+                yield from self._score_ids(ids)
 
-    def _score_window(self, texts: list[str]) -> np.ndarray:
-        ids = self.encode(texts)
+    def _score_ids(self, ids: list[list[int]]) -> np.ndarray:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         probs = np.empty((len(ids), self.num_labels), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
