@@ -19,3 +19,60 @@ test *ARGS:
 # Slow tests too (multi-process DDP, real data)
 test-all *ARGS:
     pytest -q {{ARGS}}
+
+# ---- containers (docker/; see docker/README.md) ----------------------------------------------
+# Build the images: WHICH = all | train | edge; BUNDLE (folder or .tar.gz) bakes a model into the edge image
+[positional-arguments]
+docker-build which="all" bundle="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    which=$1 bundle=${2:-}
+    case $which in all|train|edge) ;; *) echo "docker-build: WHICH must be all, train or edge, got '$which'" >&2; exit 2;; esac
+    if [ "$which" != edge ]; then
+      docker build -f docker/Dockerfile.train -t review-classifier-train .
+    fi
+    [ "$which" != train ] || exit 0
+    if [ -z "$bundle" ]; then
+      docker build -f docker/Dockerfile.edge -t review-classifier-edge .
+      exit 0
+    fi
+    [ -e "$bundle" ] || { echo "docker-build: bundle not found: $bundle" >&2; exit 2; }
+    # A bundle usually lives under runs/ or out/, outside the build context: stage a small one.
+    ctx=$(mktemp -d); trap 'rm -rf "$ctx"' EXIT
+    cp -r pyproject.toml shared edge .dockerignore "$ctx/"
+    if [ -f README.md ]; then cp README.md "$ctx/"; fi
+    if [ -d "$bundle" ]; then src=bundle; else src=bundle.tar.gz; fi
+    cp -r "$bundle" "$ctx/$src"
+    docker build -f docker/Dockerfile.edge --build-arg "BUNDLE=$src" -t review-classifier-edge "$ctx"
+
+# Run the training image (GPU if the host has one); bundles and the run folder land in ./out. ARGS replace the default `--recipe default`: just docker-train --recipe tiny --set epochs=1
+[positional-arguments]
+docker-train *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    mkdir -p out cache
+    args=("$@")
+    if [ $# -gt 0 ] && [[ " $* " != *" --out"* ]]; then args+=(--out /out); fi
+    opts=(-u "$(id -u):$(id -g)" -v "$PWD/out:/out" -v "$PWD/cache:/cache")
+    if [ -d data ]; then opts+=(-v "$PWD/data:/data:ro"); fi
+    if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then opts+=(--gpus all); fi
+    docker run --rm "${opts[@]}" review-classifier-train "${args[@]}"
+
+# Score stdin with the edge image and BUNDLE (folder or .tar.gz; default out/int8) mounted read-only: just docker-edge < reviews.txt
+[positional-arguments]
+docker-edge bundle="out/int8" *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bundle=$1; shift
+    [ -e "$bundle" ] || { echo "docker-edge: bundle not found: $bundle (train one: just docker-train)" >&2; exit 2; }
+    if [ -d "$bundle" ]; then
+      mount=(-v "$(realpath "$bundle"):/model:ro")
+    else
+      mount=(-v "$(realpath "$bundle"):/model.tar.gz:ro" -e EDGE_CLASSIFY_MODEL=/model.tar.gz)
+    fi
+    docker run --rm -i --network none "${mount[@]}" review-classifier-edge "$@"
+
+# The CI stage for the images: hadolint, build from a stand-in base, smoke tests with --network none (root; ~6 min)
+docker-ci:
+    bash docker/ci.sh
+# ---- end of containers ------------------------------------------------------------------------
