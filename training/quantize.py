@@ -162,7 +162,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
     policy = cfg.text_policy
     valid_ids = encode_texts(list(valid_texts), tokenizer, policy)
     labels = np.asarray(list(valid_labels), dtype=np.int64)
-    calib_ids = encode_texts(list(calib_texts)[:cfg.calib_samples], tokenizer, policy)
+    calib = list(calib_texts)[:cfg.calib_samples] if cfg.quant_approach == "static" else []
+    calib_ids = encode_texts(calib, tokenizer, policy) if calib else []
     if cfg.quant_approach == "static" and not calib_ids:
         raise QuantizationError("static quantization needs calibration texts; got none "
                                 "(or use --set quant_approach=dynamic)")
