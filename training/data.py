@@ -214,6 +214,7 @@ def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, int, d
     except OSError as e:
         raise ClassifierError(f"cannot read {path}: {e.strerror or e}") from None
     row_no = 0
+    header = None
     with f:
         reader = csv.DictReader(f)
         try:
@@ -477,9 +478,10 @@ def tokenize_splits(splits: dict[str, Reviews], tokenizer, cfg: TrainConfig):
             out[name] = ds.map(encode, batched=True, batch_size=1000, remove_columns=["text"],
                                features=features, new_fingerprint=f"{key}-{name}",
                                desc=f"tokenise {name}")
-        with atomic_path(folder) as tmp:
-            # at least one shard per split: an empty split saved with none cannot be loaded back
-            datasets.DatasetDict(out).save_to_disk(str(tmp), num_shards={k: 1 for k in out if not len(out[k])})
+        if not folder.is_dir():  # another process (a DDP rank) may have written it meanwhile
+            with atomic_path(folder) as tmp:
+                # at least one shard per split: an empty split saved with none cannot be loaded back
+                datasets.DatasetDict(out).save_to_disk(str(tmp), num_shards={k: 1 for k in out if not len(out[k])})
     return datasets.load_from_disk(str(folder))
 
 
