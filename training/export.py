@@ -105,22 +105,35 @@ def torch_logits(model, ids: list[list[int]], input_names: Sequence[str], pad_id
     return np.stack([parts[i] for i in range(len(ids))])
 
 
-def load_for_export(model_dir: str | os.PathLike):
-    """Model (eager attention: the ORT optimizer fuses Attention only then) and fast tokenizer."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def load_tokenizer_only(folder: str | os.PathLike):
+    """The folder's fast tokenizer (the edge runtime needs its tokenizer.json)."""
+    from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
+    except (OSError, ValueError) as e:
+        raise ClassifierError(f"cannot load a tokenizer from {folder}: {_first_line(e)}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ClassifierError(f"{folder}: the tokenizer has no fast (tokenizer.json) version; "
+                              "the edge runtime needs one")
+    return tokenizer
+
+
+def load_for_export(model_dir: str | os.PathLike):
+    """Model (eager attention: the ORT optimizer fuses Attention only then) and fast tokenizer."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
         model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="eager")
     except (OSError, ValueError) as e:
-        raise ClassifierError(f"cannot load a sequence classifier from {model_dir}: "
-                              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__} "
+        raise ClassifierError(f"cannot load a sequence classifier from {model_dir}: {_first_line(e)} "
                               "(give a folder written by save_pretrained, with its tokenizer)") from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise ClassifierError(f"{model_dir}: the tokenizer has no fast (tokenizer.json) version; "
-                              "the edge runtime needs one")
     model.eval()
-    return model, tokenizer
+    return model, load_tokenizer_only(model_dir)
 
 
 def pad_token_id(tokenizer) -> int:

@@ -1,0 +1,161 @@
+"""Compression and export commands for `train-classify` (registered by training.cli).
+
+Each parses its flags, calls one library function and prints a short summary; ClassifierError
+goes up to training.cli.main, which prints it as one line.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+RECIPE = typer.Option("default", "--recipe", "-r", help="Recipe name (tiny, default, gpu) or a .toml file.")
+SET = typer.Option([], "--set", "-s", help="key=value override of any config field")
+DATA = typer.Option("", "--data", help="Labelled CSV/CSV.gz (or any training.data source) for calibration and "
+                                       "verification; default: the recipe's data (valid split + train sample)")
+
+
+def _config(recipe: str, set_: list[str]):
+    from training.config import load_config
+
+    return load_config(recipe, list(set_))
+
+
+def calib_and_valid(cfg, data: str):
+    """(calibration reviews, validation reviews): from `data` split in two halves (stratified), or
+    from the recipe's data: a cfg.calib_samples sample of train and the valid split."""
+    from training.data import load_reviews, load_splits, reduce_reviews, split_reviews
+
+    if data:
+        rest, valid = split_reviews(load_reviews(data, cfg), 0.5, cfg.seed)
+    else:
+        splits = load_splits(cfg)
+        rest, valid = splits["train"], splits["valid"]
+    calib = reduce_reviews(rest, min(1.0, cfg.calib_samples / max(len(rest), 1)), cfg.seed)
+    return calib, valid
+
+
+def _fmt(m: dict | None) -> str:
+    if not m:
+        return "-"
+    return f"acc {m.get('accuracy', float('nan')):.4f}  macro F1 {m.get('macro_f1', float('nan')):.4f}"
+
+
+def export_cmd(model_dir: Path = typer.Argument(..., help="A Hugging Face sequence-classifier folder"),
+               out: Path = typer.Option(..., "--out", help="Folder for the bundles (<out>/int8, <out>/fp32)"),
+               precision: str = typer.Option("both", "--precision", help="int8, fp32 or both"),
+               recipe: str = RECIPE, set_: list[str] = SET, data: str = DATA,
+               archive: bool = typer.Option(False, "--archive", help="Also write <out>/<precision>.tar.gz")) -> None:
+    """Export a classifier to verified ONNX model bundles (fp32 and/or INC-quantized int8)."""
+    from shared.errors import ClassifierError
+    from training.bundle_build import build_bundles
+    from training.data import data_fingerprint
+
+    precisions = ("fp32", "int8") if precision == "both" else (precision,)
+    if any(p not in ("fp32", "int8") for p in precisions):
+        raise ClassifierError(f"--precision must be int8, fp32 or both, got {precision!r}")
+    cfg = _config(recipe, set_)
+    calib, valid = calib_and_valid(cfg, data)
+    built = build_bundles(model_dir, out, cfg, valid=valid, calib=calib,
+                          data_fingerprint=data_fingerprint({"calib": calib, "valid": valid}),
+                          archive=archive, precisions=precisions)
+    from shared.bundle import load_bundle
+
+    for name, path in built.items():
+        if name.endswith("_archive"):
+            typer.echo(f"{name}: {path}")
+            continue
+        manifest, _ = load_bundle(path)
+        m = manifest.metrics.get(name, manifest.metrics.get("fp32_onnx"))
+        size = (path / manifest.model_file).stat().st_size / 1e6
+        typer.echo(f"{name} bundle: {path}  ({size:.1f} MB model, {_fmt(m)} on {len(valid)} validation reviews)")
+        quant = manifest.compression.get("quantization")
+        if quant:
+            typer.echo(f"  int8: {quant['approach']} '{quant['chosen']}' after {len(quant['trials'])} trial(s), "
+                       f"relative loss {quant['relative_loss']:.2%} (tolerance {quant['tolerance']:.2%}), "
+                       f"agreement with fp32 {manifest.compression['int8_agreement']:.2%}")
+
+
+def quantize_cmd(fp32_model: Path = typer.Argument(..., help="fp32 ONNX model (from `export --precision fp32`)"),
+                 tokenizer_dir: Path = typer.Option(..., "--tokenizer", help="Folder with the model's tokenizer"),
+                 out: Path = typer.Option(..., "--out", help="Where to write the int8 ONNX model"),
+                 recipe: str = RECIPE, set_: list[str] = SET, data: str = DATA) -> None:
+    """Accuracy-aware INT8 quantization of an ONNX classifier with Intel Neural Compressor."""
+    from training.export import load_tokenizer_only
+    from training.quantize import quantize_onnx
+
+    cfg = _config(recipe, set_)
+    calib, valid = calib_and_valid(cfg, data)
+    report = quantize_onnx(fp32_model, out, cfg, calib.texts, valid.texts, valid.labels,
+                           load_tokenizer_only(tokenizer_dir))
+    for t in report["trials"]:
+        typer.echo(f"  trial {t['config']}: acc {t['accuracy']:.4f} (relative loss {t['relative_loss']:.2%})")
+    typer.echo(f"int8 model: {out}  ({report['size_bytes'] / 1e6:.1f} MB) {report['approach']} "
+               f"'{report['chosen']}', acc {report['int8_accuracy']:.4f} vs fp32 {report['fp32_accuracy']:.4f}")
+
+
+def evaluate_cmd(bundle: Path = typer.Option(..., "--bundle", help="Model bundle folder or .tar.gz"),
+                 data: str = typer.Option(..., "--data", help="Labelled CSV/CSV.gz (or another training.data source)"),
+                 recipe: str = RECIPE, set_: list[str] = SET,
+                 json_out: Path = typer.Option(None, "--json", help="Also write the full report here")) -> None:
+    """Accuracy, macro F1 and confusion matrix of a bundle on labelled reviews (edge runtime)."""
+    from shared.atomic import atomic_write_text
+    from shared.bundle import load_bundle
+    from shared.metrics import format_report
+    from training.data import load_reviews
+    from training.evaluate_bundle import evaluate_bundle
+
+    manifest, _ = load_bundle(bundle)
+    cfg = _config(recipe, set_)
+    if list(cfg.labels) != list(manifest.labels):   # read the data's labels in the bundle's order
+        cfg = _config(recipe, list(set_) + [f"labels={json.dumps(manifest.labels)}", "label_aliases={}"])
+    report = evaluate_bundle(bundle, load_reviews(data, cfg))
+    typer.echo(format_report(report))
+    typer.echo(f"\n{report['precision']} bundle, {report['reviews_per_s']:.1f} reviews/s on {report['threads']} thread(s)")
+    if json_out:
+        atomic_write_text(json_out, json.dumps(report, indent=2) + "\n")
+
+
+def _compression_summary(report: dict) -> None:
+    base, comp = report["baseline"], report["compressed"]
+    typer.echo(f"{'':<12}{'accuracy':>10}{'macro F1':>10}{'params':>12}{'nonzero':>12}{'file MB':>9}"
+               f"{'gzip MB':>9}{'reviews/s':>11}")
+    for name, m in (("original", base), (report["method"], comp)):
+        typer.echo(f"{name:<12}{m['accuracy']:>10.4f}{m['macro_f1']:>10.4f}{m['parameters']:>12,}"
+                   f"{m['nonzero_parameters']:>12,}{m.get('file_bytes', 0) / 1e6:>9.1f}"
+                   f"{m.get('gzip_bytes', 0) / 1e6:>9.1f}{m['reviews_per_s']:>11.1f}")
+    typer.echo(f"model: {report['model_dir']}  (export it: train-classify export {report['model_dir']} --out DIR)")
+
+
+def _tokenized(cfg, model_dir: Path):
+    from training.data import load_splits, tokenize_splits
+    from training.model import load_tokenizer
+
+    return tokenize_splits(load_splits(cfg), load_tokenizer(cfg, str(model_dir)), cfg)
+
+
+def prune_cmd(model_dir: Path = typer.Argument(..., help="Fine-tuned classifier folder"),
+              out: Path = typer.Option(..., "--out", help="Run folder; the pruned model lands in <out>/best"),
+              recipe: str = RECIPE, set_: list[str] = SET) -> None:
+    """Global L1 pruning of the encoder to prune_sparsity, then prune_epochs of fine-tuning."""
+    from training.compress import prune_model
+
+    cfg = _config(recipe, set_)
+    report = prune_model(cfg, model_dir, _tokenized(cfg, model_dir), out)
+    typer.echo(f"encoder sparsity {report['encoder_sparsity']:.1%} (target {report['target_sparsity']:.0%}); "
+               f"accuracy right after pruning {report['accuracy_right_after_pruning']:.4f}")
+    _compression_summary(report)
+
+
+def distill_cmd(teacher_dir: Path = typer.Argument(..., help="Fine-tuned teacher classifier folder"),
+                out: Path = typer.Option(..., "--out", help="Run folder; the student lands in <out>/best"),
+                recipe: str = RECIPE, set_: list[str] = SET) -> None:
+    """Distil the teacher into its first distill_layers layers (temperature, alpha from the config)."""
+    from training.compress import distill_model
+
+    cfg = _config(recipe, set_)
+    report = distill_model(cfg, teacher_dir, _tokenized(cfg, teacher_dir), out)
+    typer.echo(f"student: {report['student_layers']} of {report['teacher_layers']} layers, "
+               f"{report['size_ratio']:.0%} of the parameters, {report['speedup']:.2f}x PyTorch speed")
+    _compression_summary(report)
