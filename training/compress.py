@@ -66,7 +66,7 @@ def model_stats(model, model_dir: Path | None, cfg: TrainConfig, valid, pad_id: 
     metrics = evaluate_split(model, valid, cfg, device, pad_id, "valid")
     sample = valid.select(range(min(SPEED_SAMPLES, len(valid))))
     with torch.inference_mode():
-        evaluate_split(model, sample.select(range(min(8, len(sample)))), cfg, device, pad_id, "warm-up")
+        evaluate_split(model, sample, cfg, device, pad_id, "warm-up")
         t = time.perf_counter()
         evaluate_split(model, sample, cfg, device, pad_id, "speed")
         seconds = time.perf_counter() - t
