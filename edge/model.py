@@ -20,6 +20,7 @@ from shared.text import build_input_ids, normalize_text
 
 WINDOW_BATCHES = 64   # batches sorted together by length; bounds memory and output latency
 ENCODE_CHUNK = 256    # texts tokenised per call; only their truncated ids are kept
+MAX_BATCH_TOKENS = 2048  # rows * padded width per batch (32 rows of 64 tokens, 8 of 256)
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -84,9 +85,13 @@ class EdgeClassifier:
     def _score_ids(self, ids: list[list[int]]) -> np.ndarray:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         probs = np.empty((len(ids), self.num_labels), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        start = 0
+        while start < len(order):
+            # long texts get fewer rows: attention memory grows with rows * width^2
+            width = len(ids[order[min(start + self.batch_size, len(order)) - 1]])
+            rows = order[start:start + max(1, min(self.batch_size, MAX_BATCH_TOKENS // width))]
             probs[rows] = self._score_batch([ids[i] for i in rows])
+            start += len(rows)
         return probs
 
     def _score_batch(self, batch: list[list[int]]) -> np.ndarray:
@@ -155,6 +160,7 @@ def _open_session(path: Path, threads: int):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    so.enable_cpu_mem_arena = False   # dynamic shapes: an arena keeps the largest batch's buffers forever
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types

