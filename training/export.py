@@ -179,6 +179,7 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, cfg: 
         raw = tmp.with_name("raw.onnx")
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter's notices
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(model, (), str(raw), kwargs={k: torch.from_numpy(v) for k, v in dummy.items()},
                               input_names=names, output_names=["logits"], dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)

@@ -161,3 +161,15 @@ def test_failed_fp32_parity_raises_and_leaves_nothing(trained_tiny, tmp_path):
         build_bundles(trained_tiny, out, cfg, valid=toy_reviews(48, 3, "valid"), calib=toy_reviews(16, 4, "c"))
     assert "max |logit diff|" in str(info.value)
     assert list(out.iterdir()) == []
+
+
+def test_distilbert_int8_bundle_declares_and_gets_only_its_inputs(tmp_path):
+    model_dir = build_tiny_model(tmp_path / "distilbert", distilbert=True)
+    cfg = bundle_cfg(model_dir)
+    built = build_bundles(model_dir, tmp_path / "out", cfg, valid=toy_reviews(48, 5, "valid"),
+                          calib=toy_reviews(16, 6, "calib"), precisions=("int8",))
+    assert set(built) == {"int8"}
+    manifest, _ = load_bundle(built["int8"])
+    assert manifest.input_names == ["input_ids", "attention_mask"]
+    report = evaluate_bundle(built["int8"], toy_reviews(16, 8, "eval"))
+    assert report["n"] == 16
