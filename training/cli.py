@@ -91,6 +91,10 @@ def config(recipe: str = RECIPE, set_: list[str] = SET) -> None:
 
 
 def _register_compression_commands() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("training.compress_cli") is None:  # TODO(lead): drop once it lands
+        return
     from training import compress_cli
 
     for name, fn in (("quantize", "quantize_cmd"), ("export", "export_cmd"), ("evaluate", "evaluate_cmd"),
@@ -101,24 +105,16 @@ def _register_compression_commands() -> None:
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
-    import click
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _register_compression_commands()
     try:
-        app(standalone_mode=False)
+        app()  # standalone: typer reports usage errors itself
     except ClassifierError as e:
         print(f"train-classify: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        print("train-classify: interrupted", file=sys.stderr)
-        sys.exit(130)
     except KeyboardInterrupt:
         print("train-classify: interrupted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":
