@@ -76,3 +76,27 @@ docker-edge bundle="out/int8" *ARGS:
 docker-ci:
     bash docker/ci.sh
 # ---- end of containers ------------------------------------------------------------------------
+
+# Train only (no export): ./dev train --recipe default --set epochs=1
+train *ARGS:
+    train-classify train {{ARGS}}
+
+# Train, evaluate, quantize, export, verify and bundle
+pipeline *ARGS:
+    train-classify pipeline {{ARGS}}
+
+# Benchmark: training samples/s, manual loop (fp32/bf16, grouped/padded) vs HF Trainer -> results/bench_train.json
+bench-train *ARGS:
+    python -m benchmarks.bench_train {{ARGS}}
+
+# Benchmark: PyTorch fp32 vs ONNX fp32 vs ONNX int8 (+ pruned, distilled) -> results/bench_compress.json
+bench-compress *ARGS:
+    python -m benchmarks.bench_compress {{ARGS}}
+
+# Benchmark: edge-classify int8/fp32 vs the PyTorch pipeline, cold start, RSS, install size -> results/bench_edge.json
+bench-edge *ARGS:
+    python -m benchmarks.bench_edge {{ARGS}}
+
+# Classic reference: TF-IDF uni+bigram logistic regression on the same splits -> results/baseline_tfidf.json
+baseline *ARGS:
+    python -m benchmarks.baseline_tfidf {{ARGS}}

@@ -360,6 +360,10 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.1f}",
                             **({"gpu": _gpu_util(device)} if device.type == "cuda" else {}))
+            if bar.disable and rank == 0 and sync and state.global_step % 50 == 0:
+                # no TTY (docker logs, nohup): a plain progress line instead of the bar
+                log(f"epoch {epoch + 1} batch {i + 1}/{len(batches)} step {state.global_step}: "
+                    f"loss {loss_sum / loss_n:.4f} lr {lr:.2e} {rate:.1f} samples/s")
             if writer and sync:
                 writer.add_scalar("train/loss", loss.item() * cfg.grad_accum, state.global_step)
                 writer.add_scalar("train/lr", lr, state.global_step)

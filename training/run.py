@@ -7,8 +7,6 @@ confusion.json, confusion.png, curves.png.
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 
 from shared.atomic import atomic_write_text
 from shared.metrics import classification_report, format_confusion
+from shared.provenance import provenance
 from training.config import TrainConfig
 from training.data import data_fingerprint, dataset_report, format_report, load_splits, tokenize_splits
 from training.loop import dist_info, fit, predict, setup_device
@@ -27,39 +26,6 @@ from training.plots import plot_confusion, plot_curves
 def log(msg: str) -> None:
     if dist_info()[0] == 0:
         print(msg, file=sys.stderr, flush=True)
-
-
-def provenance() -> dict:
-    """Command, git commit, package versions and machine, stored next to every figure."""
-    import importlib.metadata as md
-
-    def ver(pkg: str) -> str:
-        try:
-            return md.version(pkg)
-        except md.PackageNotFoundError:
-            return "absent"
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    import os
-    import torch
-
-    return {
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-        "git_commit": commit,
-        "versions": {p: ver(p) for p in ("review-classifier", "torch", "transformers", "datasets", "evaluate",
-                                         "onnxruntime", "onnx-neural-compressor", "tokenizers", "numpy")},
-        "machine": {"platform": platform.platform(), "cpu": cpu, "cpus": len(os.sched_getaffinity(0)),
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-    }
 
 
 def run_training(cfg: TrainConfig) -> dict:
@@ -107,7 +73,9 @@ def run_training(cfg: TrainConfig) -> dict:
         "history": result.history, "best_valid": result.best_metrics, "test": test,
         "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         "train_seconds": round(result.train_seconds, 1), "train_samples_per_s": round(result.samples_per_second, 2),
-        "best_dir": str(result.best_dir), "provenance": provenance(),
+        "best_dir": str(result.best_dir),
+        "provenance": provenance({"train": cfg.data, "test": cfg.test_data or f"split of {cfg.data}"},
+                                 cuda=_cuda_name()),
     }
     atomic_write_text(out / "confusion.json", json.dumps(
         {"labels": cfg.labels, "matrix": test["confusion_matrix"]}, indent=2))
@@ -116,6 +84,12 @@ def run_training(cfg: TrainConfig) -> dict:
         plot_curves(result.history, out / "curves.png")
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=float))
     return results
+
+
+def _cuda_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def sample_predictions(texts: list[str], labels: np.ndarray, logits: np.ndarray, cfg: TrainConfig) -> str:

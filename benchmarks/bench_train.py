@@ -1,0 +1,107 @@
+"""Training throughput, side by side in one run on the same model and data (a benchmark, not a test).
+
+    python -m benchmarks.bench_train [--steps 12] [--max-length 256] [--out results/bench_train.json]
+
+Variants: the manual loop in fp32 and bf16, each with length-grouped batches and with every
+batch padded to max_length, against the Hugging Face Trainer (fp32 and bf16, group_by_length).
+Goal: manual >= Trainer at the same precision; bf16 + length grouping >= 2x fp32 padded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from shared.atomic import atomic_write_text
+from shared.provenance import provenance
+
+VARIANTS = [  # name, engine, precision, grouped, pad_to_max
+    ("manual fp32 padded", "manual", "fp32", False, True),
+    ("manual fp32 grouped", "manual", "fp32", True, False),
+    ("manual bf16 padded", "manual", "bf16", False, True),
+    ("manual bf16 grouped", "manual", "bf16", True, False),
+    ("trainer fp32 grouped", "trainer", "fp32", True, False),
+    ("trainer bf16 grouped", "trainer", "bf16", True, False),
+]
+
+
+def measure(name, engine, precision, grouped, pad, args, tokenized, tokenizer, work: Path) -> dict:
+    from training.config import load_config
+    from training.loop import fit
+    from training.model import load_model
+    from training.trainer_engine import fit_with_trainer
+
+    out = work / name.replace(" ", "-")
+    cfg = load_config(args.recipe, [f"engine={engine}", f"precision={precision}", f"group_by_length={grouped}",
+                                    f"pad_to_max={pad}", f"max_length={args.max_length}",
+                                    f"batch_size={args.batch_size}", "epochs=1", f"max_steps={args.steps}",
+                                    "patience=0", "tensorboard=false", f"output_dir={out}", "checkpoint_every=0"])
+    model = load_model(cfg)
+    t0 = time.perf_counter()
+    if engine == "trainer":
+        res = fit_with_trainer(cfg, model, tokenized, out, tokenizer=tokenizer, log=lambda m: None)
+        sps = res.samples_per_second
+    else:
+        res = fit(cfg, model, tokenized, out, tokenizer=tokenizer, log=lambda m: None)
+        sps = res.history[-1]["samples_per_s"]
+    row = {"variant": name, "engine": engine, "precision": precision, "length_grouped": grouped,
+           "pad_to_max_length": pad, "samples_per_s": round(sps, 2), "wall_s": round(time.perf_counter() - t0, 1)}
+    print(f"{name:<24} {row['samples_per_s']:>8.2f} samples/s", file=sys.stderr, flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="default")
+    ap.add_argument("--data", default="", help="CSV/CSV.gz (default: the recipe's data)")
+    ap.add_argument("--steps", type=int, default=12, help="optimizer steps per variant")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--only", default="", help="comma-separated substrings of variant names to run")
+    ap.add_argument("--out", default="results/bench_train.json")
+    args = ap.parse_args(argv)
+
+    from datasets import DatasetDict
+
+    from training.config import load_config
+    from training.data import load_splits, tokenize_splits
+    from training.model import load_tokenizer
+
+    n = args.steps * args.batch_size
+    base = load_config(args.recipe, [f"max_length={args.max_length}"] + ([f"data={args.data}"] if args.data else []))
+    splits = load_splits(base)
+    tokenizer = load_tokenizer(base)
+    tokenized = tokenize_splits(splits, tokenizer, base)
+    # the same n training reviews (a fixed random sample) and a small valid set for every variant
+    tokenized = DatasetDict(train=tokenized["train"].shuffle(seed=0).select(range(n)),
+                            valid=tokenized["valid"].select(range(32)))
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for v in VARIANTS:
+            if args.only and not any(s.strip() in v[0] for s in args.only.split(",")):
+                continue
+            rows.append(measure(*v, args, tokenized, tokenizer, Path(work)))
+    by = {r["variant"]: r["samples_per_s"] for r in rows}
+    ratios = {}
+    if "manual fp32 padded" in by:
+        ratios.update({f"{k} / manual fp32 padded": round(v / by["manual fp32 padded"], 2) for k, v in by.items()})
+    for p in ("fp32", "bf16"):
+        if f"manual {p} grouped" in by and f"trainer {p} grouped" in by:
+            ratios[f"manual {p} / trainer {p}"] = round(by[f"manual {p} grouped"] / by[f"trainer {p} grouped"], 2)
+    result = {"benchmark": "bench_train", "model": base.model, "max_length": args.max_length,
+              "batch_size": args.batch_size, "steps": args.steps, "samples": n, "rows": rows, "ratios": ratios,
+              "provenance": provenance({"train": base.data, "samples": n})}
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print("| variant | samples/s |\n| --- | ---: |")
+    for r in rows:
+        print(f"| {r['variant']} | {r['samples_per_s']:.2f} |")
+    for k, v in ratios.items():
+        print(f"ratio {k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Where a published figure came from: command, git commit, package versions, machine, data."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGES = ("review-classifier", "torch", "transformers", "datasets", "evaluate", "onnx", "onnxruntime",
+            "onnx-neural-compressor", "optimum", "tokenizers", "numpy", "scikit-learn")
+
+
+def package_versions(packages=PACKAGES) -> dict[str, str]:
+    out = {}
+    for p in packages:
+        try:
+            out[p] = md.version(p)
+        except md.PackageNotFoundError:
+            out[p] = "absent"
+    return out
+
+
+def git_commit() -> str:
+    """Short commit of the checkout, with '-dirty' when tracked files differ from it."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=here, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=here, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + ("-dirty" if commit and dirty else "")
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next(line for line in f if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f" {f}" in flags]
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cpus": len(os.sched_getaffinity(0)), "isa": isa}
+
+
+def provenance(data: dict | None = None, packages=PACKAGES, **extra) -> dict:
+    """One dict to store next to every published figure."""
+    return {"command": shlex.join([Path(sys.argv[0]).name] + sys.argv[1:]), "git_commit": git_commit(),
+            "versions": package_versions(packages), "machine": machine(), "data": data or {}, **extra}
