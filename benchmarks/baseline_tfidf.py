@@ -8,14 +8,8 @@ train/valid/test are exactly those of a training run with the same config:
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata as md
 import json
-import os
-import platform
 import re
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +19,7 @@ import typer
 
 from shared.atomic import atomic_write_text
 from shared.errors import ClassifierError
+from shared.provenance import data_file, provenance
 from training.config import TrainConfig, load_config
 from training.data import Reviews, data_fingerprint, load_splits
 
@@ -77,53 +72,10 @@ def fit_baseline(splits: dict[str, Reviews], cs: tuple[float, ...] = C_GRID, min
                         "predict": round(time.perf_counter() - t2, 2)}}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _data_file(source: str) -> dict:
-    """The path of a data source and, when it is one file, its sha256."""
-    path = Path(source).expanduser()
-    entry: dict = {"source": source}
-    if path.is_file():
-        entry.update(path=str(path.resolve()), sha256=_sha256(path))
-    return entry
-
-
-def provenance(cfg: TrainConfig) -> dict:
+def provenance_of(cfg: TrainConfig) -> dict:
     """Command line, git commit, package versions, machine and data files behind the numbers."""
-    def ver(pkg: str) -> str:
-        try:
-            return md.version(pkg)
-        except md.PackageNotFoundError:
-            return "absent"
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=Path(__file__).parent).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "command": shlex.join([sys.executable, "-m", "benchmarks.baseline_tfidf", *sys.argv[1:]]),
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "versions": {"python": platform.python_version(),
-                     **{p: ver(p) for p in ("review-classifier", "scikit-learn", "scipy", "numpy")}},
-        "machine": {"platform": platform.platform(), "cpu": cpu, "nproc": len(os.sched_getaffinity(0))},
-        "data": {"train": _data_file(cfg.data), **({"test": _data_file(cfg.test_data)} if cfg.test_data else {})},
-    }
+    data = {"train": data_file(cfg.data), **({"test": data_file(cfg.test_data)} if cfg.test_data else {})}
+    return provenance(data, packages=("review-classifier", "scikit-learn", "scipy", "numpy"))
 
 
 def run_baseline(cfg: TrainConfig, cs: tuple[float, ...] = C_GRID, min_df: int = 2) -> dict:
@@ -138,7 +90,7 @@ def run_baseline(cfg: TrainConfig, cs: tuple[float, ...] = C_GRID, min_df: int =
         "data_fingerprint": data_fingerprint(splits),
         "config": {k: getattr(cfg, k) for k in ("data", "test_data", "text_column", "label_column", "labels",
                                                 "valid_size", "test_size", "reduce_ratio", "dedupe", "seed")},
-        "provenance": provenance(cfg),
+        "provenance": provenance_of(cfg),
     }
 
 

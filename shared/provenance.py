@@ -7,6 +7,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 PACKAGES = ("review-classifier", "torch", "transformers", "datasets", "evaluate", "onnx", "onnxruntime",
@@ -54,7 +55,20 @@ def machine() -> dict:
             "cpus": len(os.sched_getaffinity(0)), "isa": isa}
 
 
+def data_file(source: str | os.PathLike) -> dict:
+    """A data source as named, plus its resolved path and sha256 when it is a file."""
+    from shared.bundle import sha256_file
+
+    path = Path(source).expanduser()
+    entry: dict = {"source": str(source)}
+    if path.is_file():
+        entry.update(path=str(path.resolve()), sha256=sha256_file(path))
+    return entry
+
+
 def provenance(data: dict | None = None, packages=PACKAGES, **extra) -> dict:
     """One dict to store next to every published figure."""
-    return {"command": shlex.join([Path(sys.argv[0]).name] + sys.argv[1:]), "git_commit": git_commit(),
+    argv = getattr(sys, "orig_argv", sys.argv)  # keeps "-m module"
+    return {"command": shlex.join([Path(argv[0]).name] + argv[1:]), "git_commit": git_commit(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": package_versions(packages), "machine": machine(), "data": data or {}, **extra}

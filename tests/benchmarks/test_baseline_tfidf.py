@@ -26,4 +26,4 @@ def test_baseline_on_toy_reviews(tmp_path):
     data = report["provenance"]["data"]
     assert data["train"]["sha256"] == hashlib.sha256(train.read_bytes()).hexdigest()
     assert data["test"]["path"] == str(test.resolve())
-    assert report["provenance"]["machine"]["nproc"] >= 1
+    assert report["provenance"]["machine"]["cpus"] >= 1
