@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import hashlib
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -35,6 +33,8 @@ import tempfile
 import time
 import venv
 from pathlib import Path
+
+from shared.provenance import data_file, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path("/work/shared/data/imdb/test.csv.gz")
@@ -180,31 +180,6 @@ def build_standin_bundles(out: Path) -> tuple[Path, Path, Path]:
     return bundles["int8"], bundles["fp32"], torch_dir
 
 
-def provenance(data: Path, threads: int) -> dict:
-    import numpy
-    import onnxruntime
-    import tokenizers
-
-    def cpu_model() -> str:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-        return platform.processor()
-
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    versions = {"python": platform.python_version(), "numpy": numpy.__version__,
-                "onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__}
-    for name in ("torch", "transformers"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            pass
-    return {"command": " ".join([Path(sys.executable).name, "-m", "benchmarks.bench_edge", *sys.argv[1:]]),
-            "git_commit": commit, "versions": versions, "cpu": cpu_model(), "nproc": os.cpu_count(),
-            "threads": threads, "data": str(data), "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
-
 def agreement(a: list[str], b: list[str]) -> float:
     return sum(x == y for x, y in zip(a, b)) / max(1, len(a))
 
@@ -263,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
                       "agreement_with_torch": agreement(r["labels"], runs["torch_pipeline"]["labels"])}
     torch_rate = rows["torch_pipeline"]["reviews_per_s"]
     result = {
-        "provenance": provenance(args.data, threads) | {"n": len(texts), "seed": args.seed,
+        "provenance": provenance({"test": data_file(args.data)}, threads=threads) | {"n": len(texts), "seed": args.seed,
                                                         "batch_size": args.batch_size},
         "bundles": {"int8": str(args.int8_bundle), "fp32": str(args.fp32_bundle),
                     "torch_model": str(args.torch_model), "base_model": manifest.base_model},
@@ -299,7 +274,7 @@ def markdown(r: dict) -> str:
               f"- slim venv {slim} MB vs training venv {r['training_venv_mb']:.0f} MB",
               f"- int8 restricted to AVX2: {r['int8_avx2_only']}",
               f"- goals: {r['goals']}",
-              f"- machine: {r['provenance']['cpu']}, nproc {r['provenance']['nproc']}, threads {r['provenance']['threads']}"]
+              f"- machine: {r['provenance']['machine']['cpu']}, nproc {r['provenance']['machine']['cpus']}, threads {r['provenance']['threads']}"]
     return "\n".join(lines)
 
 
