@@ -37,7 +37,7 @@ from pathlib import Path
 from shared.provenance import data_file, provenance
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data/imdb/test.csv.gz")
+DATA = REPO.parent / "shared" / "data" / "imdb" / "test.csv.gz"  # ../shared/data/imdb beside the checkout
 RESULTS = REPO / "results" / "bench_edge.json"
 EDGE = Path(sys.executable).with_name("edge-classify")
 AVX2_NOTE = ("not available in onnxruntime 1.32: MLAS selects AVX-512/AVX2 kernels from CPUID; no env var or "
