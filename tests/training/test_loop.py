@@ -207,3 +207,11 @@ def test_resume_after_kill(tiny_model_dir, tmp_path):
     assert f"resuming from {out / 'last'}: epoch 1, batch {killed_at['batch_in_epoch']}" in done.stdout
     steps = json.loads(done.stdout.split("DONE", 1)[1])
     assert steps == [80, 160]          # 640 / 8 batches per epoch: nothing repeated, nothing skipped
+
+
+def test_early_stopping_after_patience_epochs_without_gain(tiny_model_dir, tmp_path):
+    tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=32)
+    # lr ~ 0: valid macro F1 cannot improve after the first epoch
+    cfg = tiny_cfg(tiny_model_dir, tmp_path, "epochs=6", "patience=2", "lr=1e-12")
+    result = fit(cfg, load_model(cfg), tokenized, tmp_path, tokenizer=tok, log=lambda m: None)
+    assert result.stopped_early and result.epochs_run == 3
