@@ -131,18 +131,29 @@ BUNDLE="$W/out/int8"   # the pipeline writes /out/int8 (and /out/fp32 when int8 
 [ -f "$BUNDLE/manifest.json" ] || BUNDLE="$W/out/fp32"
 check "a bundle in /out: ${BUNDLE##*/}" test -f "$BUNDLE/manifest.json"
 [ -f "$BUNDLE/manifest.json" ] || exit 1
-check "files in /out are non-root-owned and readable by everybody" \
-  bash -c "[ -z \"\$(find '$W/out' -uid 0)\" ] && [ -z \"\$(find '$W/out' -type f ! -perm -o=r)\" ] && [ -z \"\$(find '$W/out' -type d ! -perm -o=rx)\" ]"
+unreadable() { # $1: folder -> lists files owned by root or not readable by everybody
+  find "$1" -uid 0 -o \( -type f ! -perm -o=r \) -o \( -type d ! -perm -o=rx \) | sed "s|^$W/out/|  /out/|"
+}
+check "bundle files in /out are non-root-owned and readable by everybody" \
+  bash -c "[ -z \"\$(find '$W/out/int8' '$W/out/fp32' -uid 0 -o \( -type f ! -perm -o=r \) 2>/dev/null)\" ]"
+bad_files=$(unreadable "$W/out")
+if [ -z "$bad_files" ]; then ok "every file in /out (run folder too) is non-root-owned and readable by everybody"
+else bad "files in /out that only their owner (uid 10001) can read:"; echo "$bad_files" | head -20; fi
 
 REVIEWS=$'A wonderful film: moving, funny and beautifully acted.\nDreadful. Two hours of my life I will never get back.\nThe plot was thin but the music was great.'
-score() { # image [run args...] -> 3 input lines must give exactly 3 output lines
-  local img=$1 out; shift
-  out=$(printf '%s\n' "$REVIEWS" | run -i "$@" "$img") || { echo "$out"; return 1; }
-  printf '%s\n' "$out" | sed 's/^/  /'
-  [ "$(printf '%s\n' "$out" | wc -l)" -eq 3 ]
+LABELS=$(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["labels"]))' "$BUNDLE/manifest.json")
+SCORES=
+score() { # image [run args...]: 3 input lines -> exactly 3 'label<TAB>probability' lines (in SCORES)
+  local img=$1; shift
+  SCORES=$(printf '%s\n' "$REVIEWS" | run -i "$@" "$img") || { echo "$SCORES"; return 1; }
+  printf '%s\n' "$SCORES" | sed 's/^/  /'
+  [ "$(printf '%s\n' "$SCORES" | wc -l)" -eq 3 ] &&
+  [ "$(printf '%s\n' "$SCORES" | awk -F'\t' -v labels=" $LABELS " \
+        'NF == 2 && index(labels, " " $1 " ") && $2 >= 0 && $2 <= 1' | wc -l)" -eq 3 ]
 }
 t "smoke: edge image scores stdin with the bundle mounted read-only"
 check "edge scores 3 lines from stdin (bundle mounted at /model)" score "$EDGE" -v "$BUNDLE:/model:ro"
+MOUNTED=$SCORES
 
 t "smoke: edge image with the bundle baked in (--build-arg BUNDLE)"
 mkdir "$W/ctx"
@@ -150,6 +161,7 @@ cp -r pyproject.toml shared edge "$W/ctx/"; cp README.md "$W/ctx/" 2>/dev/null |
 cp .dockerignore "$W/ctx/"; cp -r "$BUNDLE" "$W/ctx/bundle"
 if build "$EDGE-baked" docker/Dockerfile.edge "$W/ctx" --build-arg BUNDLE=bundle; then
   check "baked edge scores 3 lines from stdin (no mount)" score "$EDGE-baked"
+  check "baked and mounted bundle give the same scores" test "$SCORES" = "$MOUNTED"
 fi
 
 $D image ls --format '  {{.Repository}}:{{.Tag}} {{.Size}}' | grep ci/ || true
