@@ -63,23 +63,25 @@ def classify_command(
     empty: Annotated[str, typer.Option("--empty", help="Empty texts: mark (empty record) or error")] = "mark",
     errors: Annotated[str, typer.Option("--errors", help="Invalid UTF-8: strict (error naming the line) or replace")] = "strict",
     evaluate: Annotated[bool, typer.Option("--eval", help="Compare with the input's labels; report on stdout")] = False,
+    eval_json: Annotated[Optional[Path], typer.Option("--eval-json", show_default=False,
+                         help="With --eval: also write the report as JSON here (atomically)")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, show_default=False,
                        help="onnxruntime threads [default: the CPUs this process may use]")] = None,
 ) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     code = run(files or [STDIN], model, input_format, text_field, label_field, output_format, output,
-               top_k, empty, errors, evaluate, batch_size, threads)
+               top_k, empty, errors, evaluate, batch_size, threads, eval_json)
     raise typer.Exit(code)
 
 
 def run(sources: list[str], model: Path | None, input_format: str, text_field: str | None,
         label_field: str | None, output_format: str, output: Path | None, top_k: int, empty: str,
-        errors: str, evaluate: bool, batch_size: int, threads: int | None) -> int:
+        errors: str, evaluate: bool, batch_size: int, threads: int | None, eval_json: Path | None = None) -> int:
     """The whole command; returns the exit code. User errors become one line on stderr."""
     try:
         _score(sources, model, input_format, text_field, label_field, output_format, output,
-               top_k, empty, errors, evaluate, batch_size, threads)
+               top_k, empty, errors, evaluate, batch_size, threads, eval_json)
         sys.stdout.flush()
         return 0
     except ClassifierError as e:
@@ -96,7 +98,7 @@ def run(sources: list[str], model: Path | None, input_format: str, text_field: s
 
 
 def _score(sources, model, input_format, text_field, label_field, output_format, output,
-           top_k, empty, errors, evaluate, batch_size, threads) -> None:
+           top_k, empty, errors, evaluate, batch_size, threads, eval_json=None) -> None:
     from edge.classify import classify_records
     from edge.model import EdgeClassifier
 
@@ -106,6 +108,8 @@ def _score(sources, model, input_format, text_field, label_field, output_format,
         raise ClassifierError(f"--input-format must be one of {INPUT_FORMATS}, got {input_format!r}")
     if evaluate and input_format == "lines":
         raise ClassifierError("--eval needs labelled input: --input-format csv or jsonl")
+    if eval_json is not None and not evaluate:
+        raise ClassifierError("--eval-json goes with --eval")
     if evaluate:
         label_field = label_field or DEFAULT_LABEL_FIELD[input_format]
     for s in sources:
@@ -134,7 +138,15 @@ def _score(sources, model, input_format, text_field, label_field, output_format,
     if evaluate:
         from shared.metrics import format_report, report_from_confusion
 
-        print(format_report(report_from_confusion(summary.confusion, clf.labels)))
+        report = report_from_confusion(summary.confusion, clf.labels)
+        print(format_report(report))
+        if eval_json is not None:
+            import json
+
+            from shared.atomic import atomic_write_text
+
+            atomic_write_text(eval_json, json.dumps({**report, "bundle": str(bundle),
+                                                     "precision": clf.manifest.precision}, indent=2) + "\n")
 
 
 def _say(message: str) -> None:

@@ -148,9 +148,13 @@ def test_eval_reports_metrics(tiny, tmp_path):
         cm[t, p] += 1
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith(("negative ", "positive "))]
     assert [list(map(int, row[1:])) for row in rows[-2:]] == cm.tolist()
-    out = tmp_path / "pred.tsv"
-    r = cli("-m", tiny[0], "--input-format", "csv", "--eval", f, "-o", out)
+    out, report = tmp_path / "pred.tsv", tmp_path / "eval.json"
+    r = cli("-m", tiny[0], "--input-format", "csv", "--eval", f, "-o", out, "--eval-json", report)
     assert len(out.read_text().splitlines()) == 12
+    saved = json.loads(report.read_text())
+    assert saved["accuracy"] == pytest.approx(8 / 12) and saved["confusion_matrix"] == cm.tolist()
+    r = cli("-m", tiny[0], "--eval-json", report, input="x\n")
+    assert r.exit_code == 2 and "--eval-json goes with --eval" in r.stderr
     j = tmp_path / "bad.jsonl"
     j.write_text('{"text": "a", "label": "positive"}\n{"text": "b", "label": "meh"}\n')
     r = cli("-m", tiny[0], "--input-format", "jsonl", "--eval", j)
