@@ -21,19 +21,20 @@ test-all *ARGS:
     pytest -q {{ARGS}}
 
 # ---- containers (docker/; see docker/README.md) ----------------------------------------------
-# Build the images: WHICH = all | train | edge; BUNDLE (folder or .tar.gz) bakes a model into the edge image
+# Build the images: WHICH = all | train | edge; BUNDLE (folder or .tar.gz) bakes a model into the edge image; extra flags in $DOCKER_BUILD_FLAGS
 [positional-arguments]
 docker-build which="all" bundle="":
     #!/usr/bin/env bash
     set -euo pipefail
     which=$1 bundle=${2:-}
+    read -ra flags <<< "${DOCKER_BUILD_FLAGS:-}"   # e.g. --network host, --build-arg BASE_IMAGE=...
     case $which in all|train|edge) ;; *) echo "docker-build: WHICH must be all, train or edge, got '$which'" >&2; exit 2;; esac
     if [ "$which" != edge ]; then
-      docker build -f docker/Dockerfile.train -t review-classifier-train .
+      docker build "${flags[@]}" -f docker/Dockerfile.train -t review-classifier-train .
     fi
     [ "$which" != train ] || exit 0
     if [ -z "$bundle" ]; then
-      docker build -f docker/Dockerfile.edge -t review-classifier-edge .
+      docker build "${flags[@]}" -f docker/Dockerfile.edge -t review-classifier-edge .
       exit 0
     fi
     [ -e "$bundle" ] || { echo "docker-build: bundle not found: $bundle" >&2; exit 2; }
@@ -43,7 +44,7 @@ docker-build which="all" bundle="":
     if [ -f README.md ]; then cp README.md "$ctx/"; fi
     if [ -d "$bundle" ]; then src=bundle; else src=bundle.tar.gz; fi
     cp -r "$bundle" "$ctx/$src"
-    docker build -f docker/Dockerfile.edge --build-arg "BUNDLE=$src" -t review-classifier-edge "$ctx"
+    docker build "${flags[@]}" -f docker/Dockerfile.edge --build-arg "BUNDLE=$src" -t review-classifier-edge "$ctx"
 
 # Run the training image (GPU if the host has one); bundles and the run folder land in ./out. ARGS replace the default `--recipe default`: just docker-train --recipe tiny --set epochs=1
 [positional-arguments]
