@@ -132,7 +132,7 @@ BUNDLE="$W/out/int8"   # the pipeline writes /out/int8 (and /out/fp32 when int8 
 check "a bundle in /out: ${BUNDLE##*/}" test -f "$BUNDLE/manifest.json"
 [ -f "$BUNDLE/manifest.json" ] || exit 1
 unreadable() { # $1: folder -> lists files owned by root or not readable by everybody
-  find "$1" -uid 0 -o \( -type f ! -perm -o=r \) -o \( -type d ! -perm -o=rx \) | sed "s|^$W/out/|  /out/|"
+  find "$1" -mindepth 1 \( -uid 0 -o \( -type f ! -perm -o=r \) -o \( -type d ! -perm -o=rx \) \) | sed "s|^$W/out/|  /out/|"
 }
 check "bundle files in /out are non-root-owned and readable by everybody" \
   bash -c "[ -z \"\$(find '$W/out/int8' '$W/out/fp32' -uid 0 -o \( -type f ! -perm -o=r \) 2>/dev/null)\" ]"
