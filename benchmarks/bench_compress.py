@@ -13,12 +13,8 @@ bundle). Results and provenance go to results/bench_compress.json.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import json
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,37 +69,12 @@ def onnx_row(bundle: Path, reviews, threads: int, batch_size: int) -> dict:
             if clf.manifest.precision == "int8" else None}
 
 
-def provenance(args: argparse.Namespace, threads: int) -> dict:
-    def ver(pkg: str) -> str:
-        try:
-            return md.version(pkg)
-        except md.PackageNotFoundError:
-            return "absent"
-
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+def bench_provenance(args: argparse.Namespace, threads: int) -> dict:
+    from shared.provenance import data_file, provenance
     from training.quantize import vnni_available
 
-    return {
-        "command": shlex.join(["python", "-m", "benchmarks.bench_compress", *sys.argv[1:]]),
-        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "versions": {"python": platform.python_version(),
-                     **{p: ver(p) for p in ("torch", "transformers", "onnx", "onnxruntime", "onnx-neural-compressor",
-                                            "numpy", "tokenizers", "review-classifier")}},
-        "cpu": cpu, "vnni": vnni_available(), "nproc": os.cpu_count(),
-        "affinity": len(os.sched_getaffinity(0)), "threads": threads, "data": str(Path(args.data).resolve()),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return provenance({"eval": data_file(args.data)}, threads=threads, nproc=os.cpu_count(),
+                      vnni=vnni_available())
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -162,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
               "calib_reviews": len(calib), "config": {k: getattr(cfg, k) for k in (
                   "max_length", "truncation", "quant_approach", "quant_tolerance", "calib_samples",
                   "int8_agreement", "parity_atol")},
-              "provenance": provenance(args, threads)}
+              "provenance": bench_provenance(args, threads)}
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(markdown(result))
     print(f"-> {args.out}", file=sys.stderr)
@@ -178,8 +149,8 @@ def markdown(result: dict) -> str:
     for f in result["failures"]:
         lines.append(f"| {f['model']} | onnxruntime | - | failed: {f['error'][:120]} |")
     prov = result["provenance"]
-    lines.append(f"\n{result['eval_reviews']} reviews, {prov['cpu']}, {prov['threads']} thread(s), "
-                 f"commit {prov['git_commit'][:10]}")
+    lines.append(f"\n{result['eval_reviews']} reviews, {prov['machine']['cpu']}, {prov['threads']} thread(s), "
+                 f"commit {prov['git_commit']}")
     return "\n".join(lines)
 
 
