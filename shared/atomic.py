@@ -22,6 +22,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = tmp / final.name
     try:
         yield target
+        _default_permissions(target)
         if final.is_dir() and not final.is_symlink():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -42,3 +43,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def _default_permissions(path: Path) -> None:
+    """Give what was written the modes a plain open() would (some writers, like safetensors,
+    create files owner-only), so results in a shared or mounted folder stay readable."""
+    umask = os.umask(0)
+    os.umask(umask)
+    if not path.exists() or path.is_symlink():
+        return
+    paths = [path] + (sorted(path.rglob("*")) if path.is_dir() else [])
+    for p in paths:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)

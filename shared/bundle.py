@@ -160,10 +160,24 @@ def _unpack(archive: Path) -> Path:
     try:
         with atomic_path(cache) as tmp, tarfile.open(archive, "r:gz") as tar:
             tmp.mkdir()
-            tar.extractall(tmp, filter="data")
+            _safe_extract(tar, tmp, archive)
     except (tarfile.TarError, EOFError, OSError) as e:
         raise BundleError(f"cannot read bundle archive {archive}: {e}") from None
     return cache
+
+
+def _safe_extract(tar: tarfile.TarFile, dest: Path, archive: Path) -> None:
+    """Extract only plain files and folders that stay inside `dest` (Python < 3.11.4 lacks
+    tarfile's "data" filter)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in tar.getmembers():
+        target = (dest / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or root not in (target, *target.parents):
+            raise BundleError(f"bundle archive {archive} holds an unsafe entry: {member.name}")
+    tar.extractall(dest)
 
 
 def default_bundle_dir() -> Path:
