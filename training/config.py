@@ -179,16 +179,17 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
 
 
 def recipe_path(recipe: str) -> Path:
+    """A recipe name (tiny, default, gpu) or the path of a .toml file."""
+    named = RECIPES / f"{recipe}.toml"
+    if "/" not in recipe and not recipe.endswith(".toml") and named.is_file():
+        return named
     p = Path(recipe)
-    if p.suffix == ".toml" or p.exists():
-        if not p.is_file():
-            raise ClassifierError(f"recipe file not found: {p}")
+    if p.is_file():
         return p
-    p = RECIPES / f"{recipe}.toml"
-    if not p.is_file():
-        names = sorted(q.stem for q in RECIPES.glob("*.toml"))
-        raise ClassifierError(f"unknown recipe {recipe!r}; choose one of {names} or give a .toml path")
-    return p
+    if p.suffix == ".toml" or "/" in recipe:
+        raise ClassifierError(f"recipe file not found: {p}")
+    names = sorted(q.stem for q in RECIPES.glob("*.toml"))
+    raise ClassifierError(f"unknown recipe {recipe!r}; choose one of {names} or give a .toml path")
 
 
 def load_config(recipe: str = "default", overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:

@@ -59,3 +59,11 @@ def test_config_hash_ignores_output_paths_but_not_hyperparameters():
     a = load_config("tiny")
     assert a.config_hash() == load_config("tiny", ["output_dir=elsewhere"]).config_hash()
     assert a.config_hash() != load_config("tiny", ["lr=1e-3"]).config_hash()
+
+
+def test_named_recipe_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").mkdir()
+    assert load_config("tiny").max_length == 64
+    with pytest.raises(ClassifierError, match="recipe file not found: missing.toml"):
+        load_config("missing.toml")
