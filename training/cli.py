@@ -91,16 +91,12 @@ def config(recipe: str = RECIPE, set_: list[str] = SET) -> None:
 
 
 def _register_compression_commands() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("training.compress_cli") is None:  # TODO(lead): drop once it lands
-        return
     from training import compress_cli
 
-    for name, fn in (("quantize", "quantize_cmd"), ("export", "export_cmd"), ("evaluate", "evaluate_cmd"),
-                     ("prune", "prune_cmd"), ("distill", "distill_cmd")):
-        if hasattr(compress_cli, fn):
-            app.command(name)(getattr(compress_cli, fn))
+    for name, fn in (("quantize", compress_cli.quantize_cmd), ("export", compress_cli.export_cmd),
+                     ("evaluate", compress_cli.evaluate_cmd), ("prune", compress_cli.prune_cmd),
+                     ("distill", compress_cli.distill_cmd)):
+        app.command(name)(fn)
 
 
 def main() -> None:
