@@ -101,3 +101,11 @@ bench-edge *ARGS:
 # Classic reference: TF-IDF uni+bigram logistic regression on the same splits -> results/baseline_tfidf.json
 baseline *ARGS:
     python -m benchmarks.baseline_tfidf {{ARGS}}
+
+# Score a bundle on a labelled CSV(.gz) with edge-classify --eval; report JSON to OUT
+edge-eval bundle data out:
+    zcat -f {{data}} | edge-classify --input-format csv --eval -m {{bundle}} --eval-json {{out}}
+
+# Rebuild results/README.md from the JSON files in results/
+results-table:
+    python -m benchmarks.results_table

@@ -1,0 +1,149 @@
+"""Write results/README.md from the JSON files in results/ (every figure there comes from one).
+
+    python -m benchmarks.results_table [--results results]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shared.atomic import atomic_write_text
+
+COMMANDS = {
+    "imdb_train": "./dev train --recipe default --set data=../shared/data/imdb/train.csv.gz "
+                  "--set test_data=../shared/data/imdb/test.csv.gz --set epochs=1 --set lr=6e-5 "
+                  "--set output_dir=runs/imdb-default",
+    "imdb_export": ".venv/bin/train-classify export runs/imdb-default/best --out runs/imdb-default/bundles "
+                   "--recipe default --data ../shared/data/imdb/train.csv.gz",
+    "imdb_edge_int8": "zcat ../shared/data/imdb/test.csv.gz | .venv/bin/edge-classify --input-format csv --eval "
+                      "-m runs/imdb-default/bundles/int8 --eval-json results/imdb_edge_int8.json",
+    "imdb_edge_fp32": "zcat ../shared/data/imdb/test.csv.gz | .venv/bin/edge-classify --input-format csv --eval "
+                      "-m runs/imdb-default/bundles/fp32 --eval-json results/imdb_edge_fp32.json",
+    "baseline_tfidf": "./dev baseline --train ../shared/data/imdb/train.csv.gz --test ../shared/data/imdb/test.csv.gz "
+                      "--out results/baseline_tfidf.json",
+    "bench_edge": "./dev bench-edge --int8-bundle runs/imdb-default/bundles/int8 "
+                  "--fp32-bundle runs/imdb-default/bundles/fp32 --torch-model runs/imdb-default/best",
+    "bench_train": "./dev bench-train",
+    "bench_compress": "./dev bench-compress --model-dir runs/imdb-default/best --data ../shared/data/imdb/test.csv.gz",
+}
+
+
+def _load(folder: Path, name: str) -> dict | None:
+    p = folder / f"{name}.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.2f}%" if isinstance(x, (int, float)) else "n/a"
+
+
+def _mb(n) -> str:
+    return f"{n / 1e6:.1f} MB" if isinstance(n, (int, float)) else "n/a"
+
+
+def _machine(d: dict | None) -> str:
+    if not d:
+        return ""
+    prov = d.get("provenance", {})
+    m, v = prov.get("machine", {}), prov.get("versions", {})
+    vers = ", ".join(f"{k} {val}" for k, val in v.items() if val != "absent")
+    return (f"{m.get('cpu', '?')} ({m.get('cpus', '?')} CPUs, {' '.join(m.get('isa', []))}); "
+            f"commit {prov.get('git_commit', '?')}; {prov.get('date', '')}; {vers}")
+
+
+def accuracy_section(r: Path) -> list[str]:
+    train, tfidf = _load(r, "imdb_train"), _load(r, "baseline_tfidf")
+    int8, fp32 = _load(r, "imdb_edge_int8"), _load(r, "imdb_edge_fp32")
+    out = ["## IMDB test set (all 25,000 reviews)", "",
+           "| model | accuracy | macro F1 | size | command |", "| --- | ---: | ---: | ---: | --- |"]
+    if tfidf:
+        t = tfidf["results"]["test"]
+        out.append(f"| TF-IDF 1-2 gram + logistic regression (C={tfidf['results']['C']}) | {_pct(t['accuracy'])} | "
+                   f"{_pct(t['macro_f1'])} | | `{COMMANDS['baseline_tfidf']}` |")
+    if train:
+        t = train["test"]
+        out.append(f"| MiniLM-L6 fine-tuned, PyTorch fp32 weights (bf16 autocast) | {_pct(t['accuracy'])} | "
+                   f"{_pct(t['macro_f1'])} | {_mb(train.get('model_bytes'))} | `{COMMANDS['imdb_train']}` |")
+    for name, d in (("fp32", fp32), ("int8", int8)):
+        if d:
+            out.append(f"| MiniLM-L6 {name} ONNX bundle via `edge-classify --eval` | {_pct(d['accuracy'])} | "
+                       f"{_pct(d['macro_f1'])} | {_mb(d.get('model_bytes'))} | `{COMMANDS['imdb_edge_' + name]}` |")
+    if train and int8:
+        gap = 100 * (train["test"]["accuracy"] - int8["accuracy"])
+        out += ["", f"INT8 bundle vs PyTorch fp32: {gap:+.2f} points lower (target: at most 0.5); "
+                f"INT8 accuracy target 93.0%: {'met' if int8['accuracy'] >= 0.93 else 'NOT met'}."]
+    if train:
+        h = train["history"][-1]
+        out += ["", f"Training: {train.get('train_note', '')} {h['step']} optimizer steps of batch "
+                f"{train.get('batch_size', 16)}, {h['epoch_seconds']:.0f} s in the last (resumed) segment at "
+                f"{h['samples_per_s']:.1f} samples/s; valid accuracy {_pct(h['valid_accuracy'])}. "
+                "Curves: `imdb_curves.png`; confusion matrix: `imdb_confusion.png`.",
+                "", f"Machine and versions: {_machine(train)}"]
+    return out
+
+
+def edge_section(r: Path) -> list[str]:
+    d = _load(r, "bench_edge")
+    if not d:
+        return ["## Edge speed", "", "not measured yet: `" + COMMANDS["bench_edge"] + "`"]
+    runs = d["runs"]
+    out = ["## Edge speed (same reviews, one run)", "", f"`{COMMANDS['bench_edge']}`", "",
+           "| runtime | reviews/s | vs PyTorch pipeline | peak RSS |", "| --- | ---: | ---: | ---: |"]
+    base = runs["torch_pipeline"]["reviews_per_s"]
+    for k, label in (("edge_int8", "edge-classify, int8 bundle"), ("edge_fp32", "edge-classify, fp32 bundle"),
+                     ("torch_pipeline", "HF pipeline, PyTorch fp32")):
+        x = runs[k]
+        out.append(f"| {label} | {x['reviews_per_s']:.1f} | {x['reviews_per_s'] / base:.2f}x | {x['peak_rss_mb']:.0f} MB |")
+    out += ["", f"Cold start (one line): {d['cold_start_s']:.2f} s. Slim venv {d['slim_venv_mb']:.0f} MB vs training venv "
+            f"{d['training_venv_mb']:.0f} MB ({d['slim_over_training']:.2f}). int8/fp32 label agreement "
+            f"{_pct(d.get('int8_fp32_label_agreement'))}.", "",
+            "Goals: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in d.get("goals", {}).items()) + ".",
+            "", f"AVX2-only run: {d.get('int8_avx2_only')}", "", f"Machine and versions: {_machine(d)}"]
+    return out
+
+
+def train_speed_section(r: Path) -> list[str]:
+    d = _load(r, "bench_train")
+    if not d:
+        return ["## Training speed", "", "not measured yet: `" + COMMANDS["bench_train"] + "`"]
+    out = ["## Training speed (same model and reviews, one run)", "",
+           f"`{COMMANDS['bench_train']}` — {d['model']}, {d['samples']} reviews, max_length {d['max_length']}, "
+           f"batch {d['batch_size']}", "", "| variant | samples/s |", "| --- | ---: |"]
+    out += [f"| {row['variant']} | {row['samples_per_s']:.2f} |" for row in d["rows"]]
+    out += ["", *(f"- {k}: {v}" for k, v in d["ratios"].items()), "", f"Machine and versions: {_machine(d)}"]
+    return out
+
+
+def compress_section(r: Path) -> list[str]:
+    d = _load(r, "bench_compress")
+    if not d:
+        return ["## Compression", "", "not measured yet: `" + COMMANDS["bench_compress"] + "`"]
+    out = ["## Compression (same reviews, one run)", "", f"`{COMMANDS['bench_compress']}` — {d['eval_reviews']} reviews, "
+           f"max_length {d['config']['max_length']}", "",
+           "| model | runtime | precision | accuracy | size | reviews/s | speed-up |",
+           "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for row in d["rows"]:
+        out.append(f"| {row['model']} | {row['runtime']} | {row['precision']} | {_pct(row['accuracy'])} | "
+                   f"{_mb(row['size_bytes'])} | {row['reviews_per_s']:.1f} | {row['speedup_vs_pytorch_fp32']:.2f}x |")
+    out += ["", f"Machine and versions: {_machine(d)}"]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default="results")
+    r = Path(ap.parse_args(argv).results)
+    lines = ["# Results", "", "Generated by `python -m benchmarks.results_table` from the JSON files in this folder; "
+             "each JSON holds its command, git commit, versions, machine and data. Re-run a command to refresh "
+             "its JSON, then this table.", ""]
+    for section in (accuracy_section, edge_section, train_speed_section, compress_section):
+        lines += section(r) + [""]
+    atomic_write_text(r / "README.md", "\n".join(lines))
+    print(r / "README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
