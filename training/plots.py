@@ -15,13 +15,36 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history: list[dict], path: Path) -> Path:
-    """Loss and valid accuracy / macro F1 per epoch."""
+def step_scalars(tb_dir: Path, tag: str = "train/loss") -> list[tuple[int, float]]:
+    """(step, value) pairs of one TensorBoard scalar, across resumed runs (last write wins)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not Path(tb_dir).is_dir():
+        return []
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    if tag not in acc.Tags().get("scalars", []):
+        return []
+    return sorted({e.step: e.value for e in acc.Scalars(tag)}.items())
+
+
+def plot_curves(history: list[dict], path: Path, steps: list[tuple[int, float]] = ()) -> Path:
+    """Training loss per optimizer step (from TensorBoard, smoothed) or per epoch, and valid
+    accuracy / macro F1 per epoch."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
-    ax1.set_xlabel("epoch"), ax1.set_ylabel("loss"), ax1.legend(), ax1.grid(alpha=0.3)
+    if steps:
+        xs, ys = zip(*steps)
+        k = max(1, len(ys) // 50)
+        smooth = [sum(ys[max(0, i - k):i + 1]) / len(ys[max(0, i - k):i + 1]) for i in range(len(ys))]
+        ax1.plot(xs, ys, alpha=0.3, label="train loss (step)")
+        ax1.plot(xs, smooth, label=f"train loss (mean of {k + 1})")
+        ax1.set_xlabel("optimizer step")
+    else:
+        ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
+        ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss"), ax1.legend(), ax1.grid(alpha=0.3)
     for key, style in (("train_accuracy", "o--"), ("valid_accuracy", "o-"), ("valid_macro_f1", "s-")):
         vals = [r.get(key) for r in history]
         if any(v is not None for v in vals):
@@ -53,3 +76,11 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path, title
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+if __name__ == "__main__":  # redraw a run folder's curves: python -m training.plots RUN_DIR
+    import json
+    import sys
+
+    run = Path(sys.argv[1])
+    print(plot_curves(json.loads((run / "history.json").read_text()), run / "curves.png", step_scalars(run / "tb")))

@@ -20,7 +20,7 @@ from training.data import data_fingerprint, dataset_report, format_report, load_
 from training.loop import dist_info, fit, predict, setup_device
 from training.metrics import accuracy_f1
 from training.model import load_model, load_tokenizer
-from training.plots import plot_confusion, plot_curves
+from training.plots import plot_confusion, plot_curves, step_scalars
 
 
 def log(msg: str) -> None:
@@ -81,7 +81,7 @@ def run_training(cfg: TrainConfig) -> dict:
         {"labels": cfg.labels, "matrix": test["confusion_matrix"]}, indent=2))
     plot_confusion(test["confusion_matrix"], cfg.labels, out / "confusion.png", "test confusion matrix")
     if result.history:
-        plot_curves(result.history, out / "curves.png")
+        plot_curves(result.history, out / "curves.png", step_scalars(out / "tb"))
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=float))
     return results
 
