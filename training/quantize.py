@@ -1,8 +1,12 @@
 """Accuracy-aware INT8 post-training quantization of the fp32 ONNX classifier with Intel
 Neural Compressor's ONNX side (onnx-neural-compressor `autotune`).
 
-Candidates are tried from fastest to most conservative until validation accuracy is within
-cfg.quant_tolerance (relative) of fp32; if none is, QuantizationError reports every trial.
+Candidates are tried from fastest to most conservative until one passes both checks on the
+validation texts: accuracy within cfg.quant_tolerance (relative) of fp32, and the same label as
+fp32 on at least cfg.int8_agreement of the texts. Accuracy alone can hide flips that cancel out
+(on IMDB a static candidate within 1% accuracy still disagreed with fp32 on 5% of reviews), so a
+candidate that fails agreement counts as a failed trial and tuning goes on. If none passes,
+QuantizationError reports every trial.
 
 Non-VNNI CPUs: every candidate uses U8S8 with `reduce_range=True` (7-bit weights). Without
 VNNI, onnxruntime's U8S8 kernels use VPMADDUBSW, whose int16 intermediate sums saturate with
@@ -168,23 +172,36 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
         raise QuantizationError("static quantization needs calibration texts; got none "
                                 "(or use --set quant_approach=dynamic)")
 
-    def accuracy(model_path: str) -> float:
-        pred = onnx_logits(ort_session(model_path), valid_ids, pad_id).argmax(-1)
-        return float((pred == labels).mean())
+    def predict(model_path: str) -> np.ndarray:
+        return onnx_logits(ort_session(model_path), valid_ids, pad_id).argmax(-1)
 
     results: list[float] = []
+    agreements: list[float] = []
     errors: dict[int, str] = {}
+    fp32_pred: list[np.ndarray] = []
 
     def eval_fn(model_path: str) -> float:
+        """Accuracy; 0.0 (a failed trial for INC) when the labels disagree with fp32 too often.
+        INC's first call scores the fp32 model itself: its predictions are the reference."""
         try:
-            acc = accuracy(model_path)
+            pred = predict(model_path)
         except Exception as e:  # noqa: BLE001 - a candidate that yields a broken graph is a failed trial
             if not results:
                 raise
             errors[len(results)] = str(e).strip().splitlines()[0][:200]
-            acc = 0.0
+            results.append(0.0)
+            agreements.append(0.0)
+            return 0.0
+        acc = float((pred == labels).mean())
+        if not fp32_pred:
+            fp32_pred.append(pred)
+            results.append(acc)
+            agreements.append(1.0)
+            return acc
+        agree = float((pred == fp32_pred[0]).mean())
         results.append(acc)
-        return acc
+        agreements.append(agree)
+        return acc if agree >= cfg.int8_agreement else 0.0
 
     reader = CalibrationReader(calib_ids, input_names, pad_id) if cfg.quant_approach == "static" else None
     cands = _dedupe(candidate_configs(cfg.quant_approach, len(reader.feeds) if reader else 0), fp32_path)
@@ -200,31 +217,35 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
             q_model = None
     baseline = results[0] if results else float("nan")
     trials = []
-    for i, ((desc, c), acc) in enumerate(zip(cands, results[1:]), start=1):
+    for i, ((desc, c), acc, agree) in enumerate(zip(cands, results[1:], agreements[1:]), start=1):
         loss = (baseline - acc) / baseline if baseline else 0.0
         trials.append({"error": errors.get(i, ""), "config": desc, "accuracy": acc, "relative_loss": round(loss, 6),
-                       "within_tolerance": loss <= cfg.quant_tolerance,
+                       "agreement": agree, "within_tolerance": loss <= cfg.quant_tolerance,
+                       "agrees": agree >= cfg.int8_agreement,
                        "per_channel": bool(getattr(c, "per_channel", False)),
                        "quant_format": getattr(getattr(c, "quant_format", None), "name", "dynamic")})
     report = {
         "approach": cfg.quant_approach, "tool": "onnx-neural-compressor autotune",
         "weight_type": "int8", "activation_type": "uint8", "reduce_range": REDUCE_RANGE,
         "build_cpu_has_vnni": vnni_available(),
-        "tolerance": cfg.quant_tolerance, "fp32_accuracy": baseline, "valid_samples": len(valid_ids),
+        "tolerance": cfg.quant_tolerance, "min_agreement": cfg.int8_agreement,
+        "fp32_accuracy": baseline, "valid_samples": len(valid_ids),
         "calib_samples": len(calib_ids) if reader else 0, "trials": trials,
     }
-    if q_model is None or not trials or not trials[-1]["within_tolerance"]:
-        tried = "; ".join(f"{t['config']}: acc {t['accuracy']:.4f} (loss {t['relative_loss']:.2%})" for t in trials)
+    if q_model is None or not trials or not (trials[-1]["within_tolerance"] and trials[-1]["agrees"]):
+        tried = "; ".join(f"{t['config']}: acc {t['accuracy']:.4f} (loss {t['relative_loss']:.2%}, "
+                          f"agrees {t['agreement']:.2%})" for t in trials)
         raise QuantizationError(
             f"INT8 quantization ({cfg.quant_approach}) found no configuration within "
-            f"{cfg.quant_tolerance:.2%} relative accuracy loss of fp32 ({baseline:.4f}) on "
-            f"{len(valid_ids)} validation texts; tried {len(trials)}: {tried or 'none'}. "
+            f"{cfg.quant_tolerance:.2%} relative accuracy loss of fp32 ({baseline:.4f}) that agrees with fp32 "
+            f"on >= {cfg.int8_agreement:.2%} of {len(valid_ids)} validation texts; "
+            f"tried {len(trials)}: {tried or 'none'}. "
             "Try --set quant_approach=dynamic|static, more calib_samples, a larger quant_tolerance, "
             "or ship the fp32 bundle")
     with atomic_path(out_path) as tmp:
         onnx.save_model(q_model, str(tmp))
     chosen = trials[-1]
-    report.update({"chosen": chosen["config"], "int8_accuracy": chosen["accuracy"],
+    report.update({"chosen": chosen["config"], "int8_accuracy": chosen["accuracy"], "agreement": chosen["agreement"],
                    "relative_loss": chosen["relative_loss"], "path": str(out_path),
                    "size_bytes": out_path.stat().st_size, "seconds": round(time.perf_counter() - started, 2)})
     return report

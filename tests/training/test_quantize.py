@@ -92,3 +92,26 @@ def test_static_without_calibration_texts_is_refused(fp32_model, tiny_model_dir,
     _, tok = load_for_export(tiny_model_dir)
     with pytest.raises(QuantizationError, match="calibration"):
         quantize_onnx(fp32_model, tmp_path / "q.onnx", cfg, [], ["a"], [0], tok)
+
+
+def test_a_candidate_within_tolerance_that_disagrees_with_fp32_is_rejected(fp32_model, tiny_model_dir, tmp_path):
+    """Accuracy alone passes (tolerance 99%), label agreement cannot: every trial fails on agreement."""
+    cfg = load_config("tiny", ["max_length=48", "quant_approach=dynamic", "quant_tolerance=0.99",
+                               "int8_agreement=1.01"])
+    _, tok = load_for_export(tiny_model_dir)
+    valid = texts(32, 4)
+    out = tmp_path / "int8.onnx"
+    with pytest.raises(QuantizationError) as info:
+        quantize_onnx(fp32_model, out, cfg, [], valid, own_labels(fp32_model, tok, cfg, valid), tok, max_trials=2)
+    msg = str(info.value)
+    assert "agrees with fp32 on >= 101.00%" in msg and "tried 2" in msg
+    assert msg.count("agrees 100.00%") + msg.count("agrees 9") == 2   # each trial's agreement is reported
+    assert not out.exists()
+
+    cfg = load_config("tiny", ["max_length=48", "quant_approach=dynamic", "quant_tolerance=0.99",
+                               "int8_agreement=0.5"])
+    report = quantize_onnx(fp32_model, out, cfg, [], valid, own_labels(fp32_model, tok, cfg, valid), tok,
+                           max_trials=2)
+    chosen = report["trials"][-1]
+    assert chosen["agrees"] and chosen["agreement"] == report["agreement"] >= 0.5
+    assert report["agreement"] == pytest.approx(report["int8_accuracy"])   # labels are fp32's own
