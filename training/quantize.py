@@ -132,6 +132,42 @@ def _dedupe(cands: list[tuple[str, object]], model_path: Path) -> list[tuple[str
 
 
 @contextlib.contextmanager
+def _pass_reduce_range(reduce_range: bool):
+    """onnx-neural-compressor 1.0 accepts `reduce_range` in its configs but its algorithm entries
+    build StaticQuantizer/DynamicQuantizer without it (and DynamicQuantizer would not keep it), so
+    weights came out full 8-bit ([-127, 127], measured) whatever the config said. Set it on both
+    quantizers while tuning runs."""
+    from onnx_neural_compressor.algorithms.post_training_quant import quantizer
+
+    originals = quantizer.StaticQuantizer, quantizer.DynamicQuantizer
+
+    def with_range(cls):
+        class Quantizer(cls):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.reduce_range = reduce_range
+        Quantizer.__name__ = cls.__name__
+        return Quantizer
+
+    quantizer.StaticQuantizer, quantizer.DynamicQuantizer = (with_range(c) for c in originals)
+    try:
+        yield
+    finally:
+        quantizer.StaticQuantizer, quantizer.DynamicQuantizer = originals
+
+
+def int8_weight_range(model) -> tuple[int, int]:
+    """(min, max) over the model's int8 initializers: within [-64, 63] when reduce_range held."""
+    import onnx
+    from onnx import numpy_helper
+
+    arrays = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    if not arrays:
+        return 0, 0
+    return min(int(a.min()) for a in arrays), max(int(a.max()) for a in arrays)
+
+
+@contextlib.contextmanager
 def _quiet_workdir():
     """INC may write scratch files into the working directory and logs at INFO: contain both."""
     loggers = [logging.getLogger(n) for n in ("onnx_neural_compressor", "onnxruntime")]
@@ -210,7 +246,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
     tune = tuning.TuningConfig(config_set=[c for _, c in cands], tolerable_loss=cfg.quant_tolerance,
                                max_trials=len(cands))
     q_model = None
-    with _quiet_workdir():
+    with _quiet_workdir(), _pass_reduce_range(REDUCE_RANGE):
         try:
             q_model = tuning.autotune(str(fp32_path), tune, eval_fn=eval_fn, calibration_data_reader=reader)
         except SystemExit:  # autotune calls exit(0) when no candidate meets the goal
@@ -233,8 +269,9 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
         "calib_samples": len(calib_ids) if reader else 0, "trials": trials,
     }
     if q_model is None or not trials or not (trials[-1]["within_tolerance"] and trials[-1]["agrees"]):
-        tried = "; ".join(f"{t['config']}: acc {t['accuracy']:.4f} (loss {t['relative_loss']:.2%}, "
-                          f"agrees {t['agreement']:.2%})" for t in trials)
+        tried = "; ".join(f"{t['config']}: " + (f"failed ({t['error']})" if t["error"] else
+                          f"acc {t['accuracy']:.4f} (loss {t['relative_loss']:.2%}, agrees {t['agreement']:.2%})")
+                          for t in trials)
         raise QuantizationError(
             f"INT8 quantization ({cfg.quant_approach}) found no configuration within "
             f"{cfg.quant_tolerance:.2%} relative accuracy loss of fp32 ({baseline:.4f}) that agrees with fp32 "
@@ -242,6 +279,11 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
             f"tried {len(trials)}: {tried or 'none'}. "
             "Try --set quant_approach=dynamic|static, more calib_samples, a larger quant_tolerance, "
             "or ship the fp32 bundle")
+    low, high = int8_weight_range(q_model)
+    if REDUCE_RANGE and not (-64 <= low and high <= 64):
+        raise QuantizationError(f"int8 weights span [{low}, {high}] although reduce_range (7-bit weights) was "
+                                "asked for: the model would give wrong outputs on CPUs without VNNI")
+    report["int8_weight_range"] = [low, high]
     with atomic_path(out_path) as tmp:
         onnx.save_model(q_model, str(tmp))
     chosen = trials[-1]
