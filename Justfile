@@ -98,6 +98,16 @@ bench-compress *ARGS:
 bench-edge *ARGS:
     python -m benchmarks.bench_edge {{ARGS}}
 
+# AVX2-only CPUs: int8 bundle native vs under qemu-x86_64 -cpu Haswell (no AVX-512/VNNI); installs qemu-user if missing -> results/avx2_check.json: ./dev avx2-check --int8-bundle B8 --fp32-bundle B32
+avx2-check *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v qemu-x86_64 >/dev/null && ! command -v qemu-x86_64-static >/dev/null; then
+      sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+      $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends qemu-user
+    fi
+    python -m benchmarks.avx2_check {{ARGS}}
+
 # Classic reference: TF-IDF uni+bigram logistic regression on the same splits -> results/baseline_tfidf.json
 baseline *ARGS:
     python -m benchmarks.baseline_tfidf {{ARGS}}
@@ -105,6 +115,10 @@ baseline *ARGS:
 # Score a bundle on a labelled CSV(.gz) with edge-classify --eval; report JSON to OUT
 edge-eval bundle data out:
     zcat -f {{data}} | edge-classify --input-format csv --eval -m {{bundle}} --eval-json {{out}}
+
+# Copy a finished run's results, curves and confusion matrix into results/<name>_*: ./dev collect-run RUN --name N --note "..."
+collect-run run *ARGS:
+    python -m benchmarks.collect_run {{run}} {{ARGS}}
 
 # Rebuild results/README.md from the JSON files in results/
 results-table:

@@ -15,6 +15,7 @@ COMMANDS = {
     "imdb_train": "./dev train --recipe default --set data=../shared/data/imdb/train.csv.gz "
                   "--set test_data=../shared/data/imdb/test.csv.gz --set epochs=1 --set lr=6e-5 "
                   "--set output_dir=runs/imdb-default",
+    "collect_run": "./dev collect-run runs/imdb-default --name imdb --note NOTE",
     "imdb_export": ".venv/bin/train-classify export runs/imdb-default/best --out runs/imdb-default/bundles "
                    "--recipe default --data ../shared/data/imdb/train.csv.gz",
     "imdb_edge_int8": "zcat ../shared/data/imdb/test.csv.gz | .venv/bin/edge-classify --input-format csv --eval "
@@ -75,12 +76,15 @@ def accuracy_section(r: Path) -> list[str]:
         out += ["", f"INT8 bundle vs PyTorch fp32: {gap:+.2f} points lower (target: at most 0.5); "
                 f"INT8 accuracy target 93.0%: {'met' if int8['accuracy'] >= 0.93 else 'NOT met'}."]
     if train:
-        h = train["history"][-1]
+        h, t = train["history"][-1], train.get("train_timing") or {}
+        timing = (f"training time summed from the per-step TensorBoard events: {t['seconds'] / 60:.0f} min for "
+                  f"{t['steps_timed']} timed steps, {t['seconds_per_step']:.2f} s a step, so about "
+                  f"{t['epoch_seconds_estimate'] / 60:.0f} min an epoch on this machine"
+                  if t.get("seconds_per_step") else f"{h['epoch_seconds']:.0f} s in the last segment")
         out += ["", f"Training: {train.get('train_note', '')} {h['step']} optimizer steps of batch "
-                f"{train.get('batch_size', 16)}, {h['epoch_seconds']:.0f} s in the last (resumed) segment at "
-                f"{h['samples_per_s']:.1f} samples/s; valid accuracy {_pct(h['valid_accuracy'])}. "
-                "Curves: `imdb_curves.png`; confusion matrix: `imdb_confusion.png`.",
-                "", f"Machine and versions: {_machine(train)}"]
+                f"{train.get('batch_size', 16)}; {timing}; valid accuracy {_pct(h['valid_accuracy'])}. "
+                "Curves: `imdb_curves.png`; confusion matrix: `imdb_confusion.png`. Collected with "
+                f"`{COMMANDS['collect_run']}`.", "", f"Machine and versions: {_machine(train)}"]
     return out
 
 

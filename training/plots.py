@@ -84,3 +84,25 @@ if __name__ == "__main__":  # redraw a run folder's curves: python -m training.p
 
     run = Path(sys.argv[1])
     print(plot_curves(json.loads((run / "history.json").read_text()), run / "curves.png", step_scalars(run / "tb")))
+
+
+def timed_steps(tb_dir: Path, tag: str = "train/loss", max_gap_s: float = 120.0) -> dict:
+    """Training wall time from the per-step TensorBoard events, across stops and resumes.
+
+    Sums the wall-clock gaps between consecutive optimizer steps, leaving out gaps longer than
+    `max_gap_s` (a stop, a restart, an evaluation); steps redone after a resume count once
+    (the last write wins). Returns seconds, steps timed and seconds per step.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not Path(tb_dir).is_dir():
+        return {"seconds": 0.0, "steps_timed": 0, "seconds_per_step": None}
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    events = acc.Scalars(tag) if tag in acc.Tags().get("scalars", []) else []
+    wall = dict(sorted((e.step, e.wall_time) for e in sorted(events, key=lambda e: e.wall_time)))
+    gaps = [wall[s] - wall[s - 1] for s in wall if s - 1 in wall]
+    kept = [g for g in gaps if 0 < g <= max_gap_s]
+    seconds = float(sum(kept))
+    return {"seconds": round(seconds, 1), "steps_timed": len(kept),
+            "seconds_per_step": round(seconds / len(kept), 3) if kept else None}
