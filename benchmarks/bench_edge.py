@@ -13,10 +13,11 @@ PyTorch baseline: every review is first cut exactly as the bundle's policy cuts 
 via training.text.encode_texts, so head+tail truncation), decoded back to text, and that text is
 fed to the pipeline with truncation at max_length. Both sides therefore see the same words.
 
-Restricting onnxruntime 1.32 to AVX2 was looked for and does not exist: its CPU kernels (MLAS)
-pick the instruction set from CPUID with no environment variable or session option to cap it
-(the library's strings hold only ORT_QMOE_CPU_DISABLE_AVX512, which affects QMoE operators
-only). The JSON records this instead of a number.
+Restricting onnxruntime 1.32 to AVX2 in-process does not exist: its CPU kernels (MLAS) pick the
+instruction set from CPUID with no environment variable or session option to cap it (the
+library's strings hold only ORT_QMOE_CPU_DISABLE_AVX512, for QMoE operators). The int8 bundle on
+an AVX2-only CPU is measured by benchmarks/avx2_check.py (`./dev avx2-check`), which runs the edge
+runtime under `qemu-x86_64 -cpu Haswell`; the JSON here points to it.
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "imdb" / "test.csv.gz"  # ../shared/data/imdb beside the checkout
 RESULTS = REPO / "results" / "bench_edge.json"
 EDGE = Path(sys.executable).with_name("edge-classify")
-AVX2_NOTE = ("not available in onnxruntime 1.32: MLAS selects AVX-512/AVX2 kernels from CPUID; no env var or "
-             "session option caps it (only ORT_QMOE_CPU_DISABLE_AVX512, for QMoE operators)")
+AVX2_NOTE = ("see results/avx2_check.json (benchmarks/avx2_check.py): onnxruntime 1.32 cannot cap MLAS at AVX2 "
+             "in-process, so the edge runtime is run under qemu-x86_64 -cpu Haswell (AVX2, no AVX-512/VNNI/AMX)")
 
 
 def load_sample(path: Path, n: int, seed: int) -> tuple[list[str], list[str]]:
