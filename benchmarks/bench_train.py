@@ -1,10 +1,15 @@
 """Training throughput, side by side in one run on the same model and data (a benchmark, not a test).
 
     python -m benchmarks.bench_train [--steps 12] [--max-length 256] [--out results/bench_train.json]
+    python -m benchmarks.bench_train --accuracy [--steps 100] [--valid 500]   # does bf16 cost accuracy?
 
 Variants: the manual loop in fp32 and bf16, each with length-grouped batches and with every
 batch padded to max_length, against the Hugging Face Trainer (fp32 and bf16, group_by_length).
 Goal: manual >= Trainer at the same precision; bf16 + length grouping >= 2x fp32 padded.
+
+`--accuracy` instead fine-tunes the manual loop twice from the same seed on the same reviews,
+fp32 and bf16 autocast (length-grouped), for --steps steps, and compares validation accuracy and
+macro F1 on --valid held-out reviews (results/bench_train_accuracy.json by default).
 """
 from __future__ import annotations
 
@@ -49,6 +54,8 @@ def measure(name, engine, precision, grouped, pad, args, tokenized, tokenizer, w
         sps = res.history[-1]["samples_per_s"]
     row = {"variant": name, "engine": engine, "precision": precision, "length_grouped": grouped,
            "pad_to_max_length": pad, "samples_per_s": round(sps, 2), "wall_s": round(time.perf_counter() - t0, 1)}
+    if res.history and res.history[-1].get("valid_accuracy") is not None:
+        row.update(valid_accuracy=res.history[-1]["valid_accuracy"], valid_macro_f1=res.history[-1]["valid_macro_f1"])
     print(f"{name:<24} {row['samples_per_s']:>8.2f} samples/s", file=sys.stderr, flush=True)
     return row
 
@@ -61,8 +68,13 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--only", default="", help="comma-separated substrings of variant names to run")
-    ap.add_argument("--out", default="results/bench_train.json")
+    ap.add_argument("--out", default="")
+    ap.add_argument("--accuracy", action="store_true", help="fp32 vs bf16 validation accuracy instead of speed")
+    ap.add_argument("--valid", type=int, default=32, help="validation reviews (use ~500 with --accuracy)")
     args = ap.parse_args(argv)
+    args.out = args.out or ("results/bench_train_accuracy.json" if args.accuracy else "results/bench_train.json")
+    variants = ([v for v in VARIANTS if v[0] in ("manual fp32 grouped", "manual bf16 grouped")]
+                if args.accuracy else VARIANTS)
 
     from datasets import DatasetDict
 
@@ -77,10 +89,10 @@ def main(argv=None) -> int:
     tokenized = tokenize_splits(splits, tokenizer, base)
     # the same n training reviews (a fixed random sample) and a small valid set for every variant
     tokenized = DatasetDict(train=tokenized["train"].shuffle(seed=0).select(range(n)),
-                            valid=tokenized["valid"].select(range(32)))
+                            valid=tokenized["valid"].select(range(min(args.valid, len(tokenized["valid"])))))
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        for v in VARIANTS:
+        for v in variants:
             if args.only and not any(s.strip() in v[0] for s in args.only.split(",")):
                 continue
             rows.append(measure(*v, args, tokenized, tokenizer, Path(work)))
@@ -91,13 +103,19 @@ def main(argv=None) -> int:
     for p in ("fp32", "bf16"):
         if f"manual {p} grouped" in by and f"trainer {p} grouped" in by:
             ratios[f"manual {p} / trainer {p}"] = round(by[f"manual {p} grouped"] / by[f"trainer {p} grouped"], 2)
-    result = {"benchmark": "bench_train", "model": base.model, "max_length": args.max_length,
+    if args.accuracy and len(rows) == 2:
+        fp32, bf16 = rows
+        gain = bf16["valid_accuracy"] - fp32["valid_accuracy"]
+        ratios["valid accuracy bf16 - fp32 (points)"] = round(100 * gain, 2)
+        ratios["bf16 / fp32 speed"] = round(bf16["samples_per_s"] / fp32["samples_per_s"], 2)
+    result = {"benchmark": "bench_train_accuracy" if args.accuracy else "bench_train",
+              "valid_reviews": len(tokenized["valid"]), "model": base.model, "max_length": args.max_length,
               "batch_size": args.batch_size, "steps": args.steps, "samples": n, "rows": rows, "ratios": ratios,
               "provenance": provenance({"train": base.data, "samples": n})}
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print("| variant | samples/s |\n| --- | ---: |")
+    print("| variant | samples/s | valid accuracy |\n| --- | ---: | ---: |")
     for r in rows:
-        print(f"| {r['variant']} | {r['samples_per_s']:.2f} |")
+        print(f"| {r['variant']} | {r['samples_per_s']:.2f} | {r.get('valid_accuracy', float('nan')):.4f} |")
     for k, v in ratios.items():
         print(f"ratio {k}: {v}")
     return 0

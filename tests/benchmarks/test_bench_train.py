@@ -1,0 +1,23 @@
+"""bench_train --accuracy: the fp32 and bf16 manual loops trained side by side and compared."""
+from __future__ import annotations
+
+import json
+
+from benchmarks.bench_train import main
+
+
+def test_accuracy_mode_trains_fp32_and_bf16_and_writes_the_comparison(toy_csv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "acc.json"
+    assert main(["--recipe", "default", "--data", str(toy_csv), "--accuracy", "--steps", "3", "--batch-size", "8",
+                 "--max-length", "32", "--valid", "16", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["benchmark"] == "bench_train_accuracy" and d["valid_reviews"] == 16 and d["samples"] == 24
+    assert [r["variant"] for r in d["rows"]] == ["manual fp32 grouped", "manual bf16 grouped"]
+    for r in d["rows"]:
+        assert r["samples_per_s"] > 0 and 0 <= r["valid_accuracy"] <= 1 and 0 <= r["valid_macro_f1"] <= 1
+    a, b = d["rows"]
+    gain = round(100 * (b["valid_accuracy"] - a["valid_accuracy"]), 2)
+    assert d["ratios"]["valid accuracy bf16 - fp32 (points)"] == gain
+    assert d["ratios"]["bf16 / fp32 speed"] == round(b["samples_per_s"] / a["samples_per_s"], 2)
+    assert d["provenance"]["command"]
