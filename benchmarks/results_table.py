@@ -27,6 +27,7 @@ COMMANDS = {
     "bench_edge": "./dev bench-edge --int8-bundle runs/imdb-default/bundles/int8 "
                   "--fp32-bundle runs/imdb-default/bundles/fp32 --torch-model runs/imdb-default/best",
     "bench_train": "./dev bench-train",
+    "bench_train_accuracy": "./dev bench-train --accuracy --steps 100 --max-length 128 --valid 500",
     "avx2_check": "./dev avx2-check --int8-bundle runs/imdb-default/bundles/int8 "
                   "--fp32-bundle runs/imdb-default/bundles/fp32",
     "bench_compress": "./dev bench-compress --model-dir runs/imdb-default/best --data ../shared/data/imdb/test.csv.gz",
@@ -119,6 +120,15 @@ def train_speed_section(r: Path) -> list[str]:
            f"batch {d['batch_size']}", "", "| variant | samples/s |", "| --- | ---: |"]
     out += [f"| {row['variant']} | {row['samples_per_s']:.2f} |" for row in d["rows"]]
     out += ["", *(f"- {k}: {v}" for k, v in d["ratios"].items()), "", f"Machine and versions: {_machine(d)}"]
+    acc = _load(r, "bench_train_accuracy")
+    if acc:
+        out += ["", f"Does bf16 cost accuracy? `{COMMANDS['bench_train_accuracy']}`: the manual loop fine-tuned "
+                f"{acc['steps']} steps of batch {acc['batch_size']} ({acc['samples']} reviews, max_length "
+                f"{acc['max_length']}) from the same seed, scored on {acc['valid_reviews']} validation reviews.", "",
+                "| precision | valid accuracy | valid macro F1 | samples/s |", "| --- | ---: | ---: | ---: |"]
+        out += [f"| {row['precision']} | {_pct(row['valid_accuracy'])} | {_pct(row['valid_macro_f1'])} | "
+                f"{row['samples_per_s']:.2f} |" for row in acc["rows"]]
+        out += ["", *(f"- {k}: {v}" for k, v in acc["ratios"].items())]
     return out
 
 
