@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -101,11 +102,13 @@ def write_bundle(folder: Path, model_path: Path, tokenizer, cfg: TrainConfig, *,
 
 def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainConfig, *, valid,
                   calib, data_fingerprint: str = "", fp32_metrics: dict | None = None, archive: bool = False,
-                  precisions: Sequence[str] = PRECISIONS, max_trials: int | None = None) -> dict[str, Path]:
+                  precisions: Sequence[str] = PRECISIONS, max_trials: int | None = None,
+                  log=None) -> dict[str, Path]:
     """out_dir/fp32 and/or out_dir/int8 bundles, each parity-checked; with `archive`, also
     out_dir/<precision>.tar.gz. `valid` (training.data.Reviews) drives accuracy tuning, parity
     and the manifest metrics; `calib` provides static-quantization calibration texts."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    log = log or _stderr
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions:
         raise ExportError(f"precision must be fp32, int8 or both; got {list(precisions)}")
@@ -121,7 +124,9 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=_ensure(out_dir)) as stage:
         stage = Path(stage)
         fp32_onnx = stage / "fp32.onnx"
+        log(f"export: fp32 ONNX from {model_dir}, parity-checked on {len(verify)} texts")
         export = export_onnx(model_dir, fp32_onnx, cfg, verify)
+        log(f"export: scoring the fp32 ONNX model on {len(valid.texts)} validation texts")
         fp32_report = onnx_report(fp32_onnx, valid, tokenizer, cfg, labels)
         metrics = {"fp32": dict(fp32_metrics) if fp32_metrics else _short(fp32_report),
                    "fp32_onnx": _short(fp32_report)}
@@ -130,8 +135,9 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
         staged: dict[str, Path] = {}
         if "int8" in precisions:
             int8_onnx = stage / "int8.onnx"
+            log(f"export: INT8 ({cfg.quant_approach}) tuning on {len(valid.texts)} validation texts, one line a trial")
             quant = quantize_onnx(fp32_onnx, int8_onnx, cfg, calib.texts, valid.texts, valid.labels, tokenizer,
-                                  max_trials=max_trials)
+                                  max_trials=max_trials, log=log)
             agreement = label_agreement(fp32_onnx, int8_onnx, verify, tokenizer, cfg)
             if not agreement >= cfg.int8_agreement:
                 raise ExportError(
@@ -149,6 +155,7 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
             write_bundle(folder, fp32_onnx, tokenizer, cfg, precision="fp32", metrics=metrics,
                          compression={**extra, "export": export}, **common)
             staged["fp32"] = folder
+        log(f"export: sealing and checking {', '.join(staged)} bundle(s) with the edge runtime")
         for folder in staged.values():
             manifest, _ = load_bundle(folder)
             manifest.compression["edge_max_prob_diff"] = check_edge_parity(
@@ -161,6 +168,10 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
             if archive:
                 built[f"{precision}_archive"] = pack_bundle(out_dir / precision, out_dir / f"{precision}.tar.gz")
     return built
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _ensure(folder: Path) -> Path:

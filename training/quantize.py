@@ -184,7 +184,7 @@ def _quiet_workdir():
 
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg: TrainConfig,
                   calib_texts: Sequence[str], valid_texts: Sequence[str], valid_labels: Sequence[int],
-                  tokenizer, *, max_trials: int | None = None) -> dict:
+                  tokenizer, *, max_trials: int | None = None, log=None) -> dict:
     """INT8 model at `out_path` whose validation accuracy is within cfg.quant_tolerance of fp32.
 
     Approach (static, calibrated on cfg.calib_samples of `calib_texts`; or dynamic) from
@@ -237,6 +237,10 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
         agree = float((pred == fp32_pred[0]).mean())
         results.append(acc)
         agreements.append(agree)
+        if log:
+            n = len(results) - 1
+            log(f"  trial {n} ({cands[n - 1][0]}): accuracy {acc:.4f} (fp32 {results[0]:.4f}), "
+                f"agreement with fp32 {agree:.2%}")
         return acc if agree >= cfg.int8_agreement else 0.0
 
     reader = CalibrationReader(calib_ids, input_names, pad_id) if cfg.quant_approach == "static" else None

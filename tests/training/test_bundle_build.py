@@ -120,9 +120,13 @@ def test_failed_fp32_parity_raises_and_leaves_nothing(trained_tiny, tmp_path):
 def test_distilbert_int8_bundle_declares_and_gets_only_its_inputs(tmp_path):
     model_dir = build_tiny_model(tmp_path / "distilbert", distilbert=True)
     cfg = bundle_cfg(model_dir)
+    lines: list[str] = []
     built = build_bundles(model_dir, tmp_path / "out", cfg, valid=toy_reviews(48, 5, "valid"),
-                          calib=toy_reviews(16, 6, "calib"), precisions=("int8",))
+                          calib=toy_reviews(16, 6, "calib"), precisions=("int8",), log=lines.append)
     assert set(built) == {"int8"}
+    # progress, one line a stage and a tuning trial
+    assert lines[0].startswith("export: fp32 ONNX") and any(x.startswith("  trial 1 (dynamic all ops)") for x in lines)
+    assert lines[-1] == "export: sealing and checking int8 bundle(s) with the edge runtime"
     manifest, _ = load_bundle(built["int8"])
     assert manifest.input_names == ["input_ids", "attention_mask"]
     report = evaluate_bundle(built["int8"], toy_reviews(16, 8, "eval"))
