@@ -114,7 +114,7 @@ baseline *ARGS:
 
 # Score a bundle on a labelled CSV(.gz) with edge-classify --eval; report JSON to OUT
 edge-eval bundle data out:
-    zcat -f {{data}} | edge-classify --input-format csv --eval -m {{bundle}} --eval-json {{out}}
+    edge-classify --input-format csv --eval -m {{bundle}} --eval-json {{out}} {{data}}
 
 # Copy a finished run's results, curves and confusion matrix into results/<name>_*: ./dev collect-run RUN --name N --note "..."
 collect-run run *ARGS:

@@ -13,15 +13,16 @@ from shared.atomic import atomic_write_text
 
 COMMANDS = {
     "imdb_train": "./dev train --recipe default --set data=../shared/data/imdb/train.csv.gz "
-                  "--set test_data=../shared/data/imdb/test.csv.gz --set epochs=1 --set lr=6e-5 "
-                  "--set output_dir=runs/imdb-default",
+                  "--set test_data=../shared/data/imdb/test.csv.gz --set epochs=1 --set batch_size=16 "
+                  "--set lr=6e-5 --set checkpoint_every=100 --set output_dir=runs/imdb-default",
     "collect_run": "./dev collect-run runs/imdb-default --name imdb --note NOTE",
     "imdb_export": ".venv/bin/train-classify export runs/imdb-default/best --out runs/imdb-default/bundles "
-                   "--recipe default --data ../shared/data/imdb/train.csv.gz",
-    "imdb_edge_int8": "zcat ../shared/data/imdb/test.csv.gz | .venv/bin/edge-classify --input-format csv --eval "
-                      "-m runs/imdb-default/bundles/int8 --eval-json results/imdb_edge_int8.json",
-    "imdb_edge_fp32": "zcat ../shared/data/imdb/test.csv.gz | .venv/bin/edge-classify --input-format csv --eval "
-                      "-m runs/imdb-default/bundles/fp32 --eval-json results/imdb_edge_fp32.json",
+                   "--recipe default --set data=../shared/data/imdb/train.csv.gz "
+                   "--set test_data=../shared/data/imdb/test.csv.gz",
+    "imdb_edge_int8": "./dev edge-eval runs/imdb-default/bundles/int8 ../shared/data/imdb/test.csv.gz "
+                      "results/imdb_edge_int8.json",
+    "imdb_edge_fp32": "./dev edge-eval runs/imdb-default/bundles/fp32 ../shared/data/imdb/test.csv.gz "
+                      "results/imdb_edge_fp32.json",
     "baseline_tfidf": "./dev baseline --train ../shared/data/imdb/train.csv.gz --test ../shared/data/imdb/test.csv.gz "
                       "--out results/baseline_tfidf.json",
     "bench_edge": "./dev bench-edge --int8-bundle runs/imdb-default/bundles/int8 "

@@ -19,12 +19,13 @@ from shared.bundle import default_bundle_dir  # noqa: E402
 from shared.errors import BundleError, ClassifierError  # noqa: E402
 
 PROG = "edge-classify"
+EDGE_PACKAGES = ("review-classifier", "onnxruntime", "tokenizers", "numpy")
 HELP = f"""Score reviews offline with a model bundle; one output line per input record, in order.
 
 Reads FILE(s) in order, or stdin when no FILE or FILE is '-'. Input: one text per line
 (--input-format lines, the default), CSV with a header (--input-format csv, text in
 --text-column, default 'review'), or JSONL objects (--input-format jsonl, text in --text-field,
-default 'text'). UTF-8 with or without BOM, LF or CRLF.
+default 'text'). UTF-8 with or without BOM, LF or CRLF; FILE.gz is read gzipped.
 
 Output (stdout, or --output FILE written atomically): tsv 'label<TAB>probability' without a
 header (default); csv with a header; jsonl objects. --top-k K adds the next K-1 labels.
@@ -145,8 +146,18 @@ def _score(sources, model, input_format, text_field, label_field, output_format,
 
             from shared.atomic import atomic_write_text
 
-            atomic_write_text(eval_json, json.dumps({**report, "bundle": str(bundle),
-                                                     "precision": clf.manifest.precision}, indent=2) + "\n")
+            from shared.provenance import data_file, provenance
+
+            m = clf.manifest
+            quant = (m.compression or {}).get("quantization") or {}
+            atomic_write_text(eval_json, json.dumps({
+                **report, "bundle": str(bundle), "precision": m.precision, "base_model": m.base_model,
+                "model_bytes": (clf.folder / m.model_file).stat().st_size, "bundle_metrics": m.metrics,
+                "quantization": {k: quant[k] for k in ("approach", "chosen", "agreement", "reduce_range",
+                                                       "int8_weight_range") if k in quant},
+                "provenance": provenance({"inputs": [data_file(s) if s != STDIN else {"source": "stdin"}
+                                                     for s in sources]}, packages=EDGE_PACKAGES),
+            }, indent=2) + "\n")
 
 
 def _say(message: str) -> None:

@@ -63,7 +63,17 @@ def _open_binary(source: str):
     except OSError as e:
         raise ClassifierError(f"cannot read input {source}: {e.strerror or e}") from None
     with f:
-        yield f, source
+        if not source.endswith(".gz"):
+            yield f, source
+            return
+        import gzip
+        import zlib
+
+        try:
+            with gzip.GzipFile(fileobj=f) as z:
+                yield z, source
+        except (OSError, EOFError, zlib.error) as e:   # gzip.BadGzipFile is an OSError
+            raise ClassifierError(f"cannot read input {source}: not a complete gzip file ({e})") from None
 
 
 def _lines(f: BinaryIO, name: str, errors: str) -> Iterator[tuple[int, str]]:

@@ -1,5 +1,6 @@
 """edge-classify behaviour through the typer app, in process (fast)."""
 import csv
+import gzip
 import io
 import json
 import shutil
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from edge.cli import app
 from edge.model import EdgeClassifier
 from shared.bundle import pack_bundle
+from shared.provenance import data_file
 
 REVIEWS = ["A wonderful, moving film.", "Dull plot, wooden acting.", "It was fine, I guess",
            "Best thing I have seen this year!!!", "never again", "Ü and ß and 日本"]
@@ -153,6 +155,20 @@ def test_eval_reports_metrics(tiny, tmp_path):
     assert len(out.read_text().splitlines()) == 12
     saved = json.loads(report.read_text())
     assert saved["accuracy"] == pytest.approx(8 / 12) and saved["confusion_matrix"] == cm.tolist()
+    # what was scored, with what, where: the data file and its sha256, the bundle, the machine
+    assert saved["provenance"]["data"]["inputs"] == [data_file(f)] and len(data_file(f)["sha256"]) == 64
+    assert saved["model_bytes"] == (tiny[0] / "model.onnx").stat().st_size and saved["precision"]
+    assert saved["provenance"]["versions"]["onnxruntime"] != "absent" and saved["provenance"]["machine"]["cpus"] >= 1
+    # the same CSV gzipped scores the same; a cut gzip is a one-line error naming the file
+    gz = tmp_path / "labelled.csv.gz"
+    gz.write_bytes(gzip.compress(f.read_bytes()))
+    r = cli("-m", tiny[0], "--input-format", "csv", "--eval", gz, "--eval-json", report)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(report.read_text())["confusion_matrix"] == cm.tolist()
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(gz.read_bytes()[:-12])
+    r = cli("-m", tiny[0], "--input-format", "csv", "--eval", cut)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and f"cannot read input {cut}" in r.stderr
     r = cli("-m", tiny[0], "--eval-json", report, input="x\n")
     assert r.exit_code == 2 and "--eval-json goes with --eval" in r.stderr
     j = tmp_path / "bad.jsonl"
