@@ -34,7 +34,12 @@ class EdgeClassifier:
         self.manifest: Manifest
         self.labels: list[str] = list(self.manifest.labels)
         self.policy = self.manifest.policy
-        self.batch_size = batch_size
+        # Dynamic INT8 computes each activation scale over the whole batch tensor, so inside a
+        # batch a review's score would depend on its neighbours (by up to 0.15 in probability on
+        # IMDB). One review per run keeps scores per-review, and was also the fastest for such
+        # models (68.7 vs 63.5 reviews/s at batch 32; docs/decisions.md).
+        self.per_review = self.manifest.quant_approach == "dynamic"
+        self.batch_size = 1 if self.per_review else batch_size
         self.threads = threads or available_cpus()
         self._tokenizer = _open_tokenizer(self.folder / self.manifest.tokenizer_file)
         self._session = _open_session(self.folder / self.manifest.model_file, self.threads)

@@ -49,6 +49,11 @@ class Manifest:
     created_at: str = ""
 
     @property
+    def quant_approach(self) -> str | None:
+        """"dynamic" or "static" for an INT8 bundle, None otherwise."""
+        return ((self.compression or {}).get("quantization") or {}).get("approach")
+
+    @property
     def policy(self) -> TextPolicy:
         return TextPolicy.from_dict(self.text_policy)
 

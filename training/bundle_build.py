@@ -22,7 +22,7 @@ from shared.metrics import classification_report
 from training.config import TrainConfig
 from training.export import (ExportError, export_onnx, load_for_export, onnx_logits, ort_session,
                              pad_token_id)
-from training.quantize import quantize_onnx
+from training.quantize import PER_REVIEW, quantize_onnx
 from training.text import encode_texts, special_ids
 
 PRECISIONS = ("fp32", "int8")
@@ -51,7 +51,7 @@ def base_model_name(model_dir: Path) -> str:
 def onnx_report(model_path: Path, reviews, tokenizer, cfg: TrainConfig, labels: list[str]) -> dict:
     """Accuracy, macro F1 and confusion matrix of an ONNX model on labelled reviews."""
     ids = encode_texts(reviews.texts, tokenizer, cfg.text_policy)
-    pred = onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer)).argmax(-1)
+    pred = onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer), batch_size=PER_REVIEW).argmax(-1)
     return classification_report(list(reviews.labels), pred.tolist(), labels)
 
 
@@ -66,7 +66,8 @@ def check_edge_parity(bundle: Path, model_path: Path, texts: Sequence[str], toke
     if not texts:
         return 0.0
     ids = encode_texts(list(texts), tokenizer, cfg.text_policy)
-    ref = softmax(onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer)).astype(np.float64))
+    ref = softmax(onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer),
+                              batch_size=PER_REVIEW).astype(np.float64))
     got = EdgeClassifier(bundle, threads=1).predict_proba(list(texts))
     diff = float(np.abs(got - ref).max())
     if not diff <= EDGE_PROB_ATOL:
@@ -79,8 +80,8 @@ def check_edge_parity(bundle: Path, model_path: Path, texts: Sequence[str], toke
 def label_agreement(a_path: Path, b_path: Path, texts: Sequence[str], tokenizer, cfg: TrainConfig) -> float:
     ids = encode_texts(list(texts), tokenizer, cfg.text_policy)
     pad = pad_token_id(tokenizer)
-    a = onnx_logits(ort_session(a_path), ids, pad).argmax(-1)
-    b = onnx_logits(ort_session(b_path), ids, pad).argmax(-1)
+    a = onnx_logits(ort_session(a_path), ids, pad, batch_size=PER_REVIEW).argmax(-1)
+    b = onnx_logits(ort_session(b_path), ids, pad, batch_size=PER_REVIEW).argmax(-1)
     return float((a == b).mean())
 
 

@@ -33,6 +33,10 @@ from training.text import encode_texts
 
 CALIB_BATCH = 8
 REDUCE_RANGE = True
+# Models are scored one review per run wherever a figure or a check depends on it: dynamic INT8
+# scales activations per run, so a batch would make a review's score depend on its neighbours,
+# and edge-classify scores dynamic bundles that way too (edge/model.py).
+PER_REVIEW = 1
 
 
 class QuantizationError(ExportError):
@@ -209,7 +213,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
                                 "(or use --set quant_approach=dynamic)")
 
     def predict(model_path: str) -> np.ndarray:
-        return onnx_logits(ort_session(model_path), valid_ids, pad_id).argmax(-1)
+        return onnx_logits(ort_session(model_path), valid_ids, pad_id, batch_size=PER_REVIEW).argmax(-1)
 
     results: list[float] = []
     agreements: list[float] = []

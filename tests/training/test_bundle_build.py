@@ -131,3 +131,18 @@ def test_distilbert_int8_bundle_declares_and_gets_only_its_inputs(tmp_path):
     assert manifest.input_names == ["input_ids", "attention_mask"]
     report = evaluate_bundle(built["int8"], toy_reviews(16, 8, "eval"))
     assert report["n"] == 16
+
+
+def test_a_dynamic_int8_bundle_scores_each_review_on_its_own(bundles):
+    """Dynamic INT8 scales activations per run: the edge runtime scores such bundles one review per
+    run, so a review's probabilities do not depend on which reviews share its file."""
+    from edge.model import EdgeClassifier
+
+    int8 = EdgeClassifier(bundles["int8"], batch_size=32)
+    assert int8.manifest.quant_approach == "dynamic" and int8.per_review and int8.batch_size == 1
+    texts = toy_reviews(24, 11, "mix").texts
+    together = int8.predict_proba(texts)
+    alone = np.stack([int8.predict_proba([t])[0] for t in texts])
+    assert np.array_equal(together, alone)
+    fp32 = EdgeClassifier(bundles["fp32"], batch_size=32)
+    assert fp32.manifest.quant_approach is None and not fp32.per_review and fp32.batch_size == 32
