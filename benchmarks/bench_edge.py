@@ -254,10 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
         "slim_over_training": slim_mb / train_mb if slim_mb else None,
         "int8_avx2_only": AVX2_NOTE,
     }
-    result["goals"] = {"int8 >= 4x torch": result["int8_speedup_vs_torch"] >= 4,
-                       "cold start < 0.5 s": cold < 0.5,
-                       "peak RSS < 300 MB": max(rows["edge_int8"]["peak_rss_mb"], rows["edge_fp32"]["peak_rss_mb"]) < 300,
-                       "slim <= 1/5 training": bool(slim_mb) and slim_mb <= train_mb / 5}
+    result["goals"] = goals(result)
     atomic_write_text(args.output, json.dumps(result, indent=2) + "\n")
     print(markdown(result))
     return result
@@ -277,6 +274,17 @@ def markdown(r: dict) -> str:
               f"- goals: {r['goals']}",
               f"- machine: {r['provenance']['machine']['cpu']}, nproc {r['provenance']['machine']['cpus']}, threads {r['provenance']['threads']}"]
     return "\n".join(lines)
+
+
+def goals(result: dict) -> dict[str, bool]:
+    """The issue's targets, judged from a result's own figures (RSS per bundle: int8 is the
+    product default, fp32 the fallback)."""
+    rows, slim, train = result["runs"], result["slim_venv_mb"], result["training_venv_mb"]
+    return {"int8 >= 4x torch": result["int8_speedup_vs_torch"] >= 4,
+            "cold start < 0.5 s": result["cold_start_s"] < 0.5,
+            "peak RSS < 300 MB, int8 bundle": rows["edge_int8"]["peak_rss_mb"] < 300,
+            "peak RSS < 300 MB, fp32 bundle": rows["edge_fp32"]["peak_rss_mb"] < 300,
+            "slim <= 1/5 training": bool(slim) and slim <= train / 5}
 
 
 if __name__ == "__main__":
