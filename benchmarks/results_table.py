@@ -174,12 +174,12 @@ def avx2_section(r: Path) -> list[str]:
     d = _load(r, "avx2_check")
     if not d:
         return ["## AVX2-only CPUs", "", "not measured yet: `" + COMMANDS["avx2_check"] + "`"]
-    cpu, n = d["cpu"], d["int8_avx2_vs_int8_native"]
+    cpu, n, w = d["cpu"], d["int8_avx2_vs_int8_native"], d["int8_weights"]
     fp = d.get("int8_avx2_vs_fp32_native") or {}
     out = ["## AVX2-only CPUs (int8 bundle under `qemu-x86_64 -cpu Haswell`)", "", f"`{_cmd(d, 'avx2_check')}`", "",
            f"- emulated CPU features: {' '.join(cpu['emulated']['features'])} -> int8 kernel "
            f"{cpu['emulated']['u8s8_kernel']}; native: {cpu['native']['u8s8_kernel']}",
-           f"- int8 weights: max |w| {d['int8_weights']['max_abs']} ({'7-bit' if d['int8_weights']['fits_7bit'] else '8-bit'})",
+           f"- int8 weights in [{w['min']}, {w['max']}] ({'7-bit' if w['fits_7bit'] else 'full 8-bit'})",
            f"- AVX2 int8 vs native int8 on {d['provenance'].get('n', '?')} reviews: label agreement {_pct(n['label_agreement'])}, "
            f"max |probability diff| {n['max_prob_diff']:.3g}"
            + (f"; vs native fp32: agreement {_pct(fp['label_agreement'])}" if fp else ""),
