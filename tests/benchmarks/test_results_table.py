@@ -1,0 +1,53 @@
+"""The results table renders from results JSON, every figure beside the command that made it."""
+from __future__ import annotations
+
+import json
+
+from benchmarks.results_table import main
+
+
+def write(folder, name, data):
+    (folder / f"{name}.json").write_text(json.dumps(data))
+
+
+def prov(command):
+    return {"command": command, "git_commit": "abc1234", "date": "2026-11-26", "versions": {"onnxruntime": "1.32.0"},
+            "machine": {"cpu": "Test CPU", "cpus": 2, "isa": ["avx2"]}, "n": 48}
+
+
+def test_figures_and_their_recorded_commands(tmp_path):
+    write(tmp_path, "baseline_tfidf", {"results": {"C": 16.0, "test": {"accuracy": 0.90556, "macro_f1": 0.9055}},
+                                       "provenance": prov("python -m benchmarks.baseline_tfidf X")})
+    write(tmp_path, "imdb_train", {"test": {"accuracy": 0.9202, "macro_f1": 0.92018}, "model_bytes": 90867952,
+                                   "batch_size": 16, "train_note": "One epoch.",
+                                   "train_timing": {"seconds": 5598.6, "steps_timed": 1405, "seconds_per_step": 3.985,
+                                                    "epoch_seconds_estimate": 5606.9},
+                                   "history": [{"step": 1407, "epoch_seconds": 1.0, "samples_per_s": 3.4,
+                                                "valid_accuracy": 0.9196}],
+                                   "provenance": prov("train-classify train --recipe default")})
+    write(tmp_path, "imdb_edge_int8", {"accuracy": 0.92024, "macro_f1": 0.92022, "model_bytes": 23376813,
+                                       "provenance": prov("edge-classify --eval X")})
+    write(tmp_path, "avx2_check", {
+        "cpu": {"emulated": {"features": ["avx2"], "u8s8_kernel": "avx2 vpmaddubsw"},
+                "native": {"u8s8_kernel": "avx512-vnni vpdpbusd"}},
+        "int8_weights": {"min": -64, "max": 64, "fits_7bit": True},
+        "int8_avx2_vs_int8_native": {"label_agreement": 1.0, "max_prob_diff": 0.0108},
+        "int8_avx2_vs_fp32_native": {"label_agreement": 0.98, "max_prob_diff": 0.17},
+        "ok": True, "atol": 0.02, "speed_note": "emulated", "provenance": prov("python -m benchmarks.avx2_check X")})
+    assert main(["--results", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "| 90.56% | 90.55% | | `python -m benchmarks.baseline_tfidf X` |" in text
+    assert "| 92.02% | 92.02% | 90.9 MB | `train-classify train --recipe default` |" in text
+    assert "| 92.02% | 92.02% | 23.4 MB | `edge-classify --eval X` |" in text
+    assert "INT8 bundle minus PyTorch fp32: +0.00 points" in text and "target 93.0%: NOT met" in text
+    assert "3.98 s a step" in text and "about 93 min an epoch" in text
+    assert "int8 weights in [-64, 64] (7-bit)" in text and "label agreement 100.00%, max |probability diff| 0.0108" in text
+    assert "on 48 reviews" in text and "vs native fp32: agreement 98.00%" in text
+    assert "Test CPU (2 CPUs, avx2); commit abc1234" in text
+    assert text.count("not measured yet") == 3      # edge speed, training speed, compression
+
+
+def test_missing_results_say_how_to_measure(tmp_path):
+    assert main(["--results", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert text.count("not measured yet") == 4 and "not measured yet: `./dev bench-train`" in text
