@@ -166,6 +166,9 @@ def _open_session(path: Path, threads: int):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     so.enable_cpu_mem_arena = False   # dynamic shapes: an arena keeps the largest batch's buffers forever
+    # Memory patterns are planned for one input shape; ours change every batch. Off, the fp32
+    # bundle's peak RSS on 200 IMDB reviews fell from 417 to 333 MB (int8: 147 to 135 MB).
+    so.enable_mem_pattern = False
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
