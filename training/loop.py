@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -271,8 +272,14 @@ def _gpu_util(device: torch.device) -> str:
 
 # ---------------------------------------------------------------- the loop
 
+def log_rank0(message: str) -> None:
+    """Progress for people: stderr, flushed (stdout is block-buffered under nohup or docker), rank 0 only."""
+    if dist_info()[0] == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
 def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
-        compute_loss: LossFn | None = None, log=print) -> FitResult:
+        compute_loss: LossFn | None = None, log=log_rank0) -> FitResult:
     """Train on tokenized["train"], pick the best epoch by tokenized["valid"] macro F1.
 
     Writes out_dir/best (model + tokenizer), out_dir/last (resumable checkpoint),

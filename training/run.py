@@ -7,7 +7,6 @@ confusion.json, confusion.png, curves.png.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,13 @@ from shared.metrics import classification_report, format_confusion
 from shared.provenance import provenance
 from training.config import TrainConfig
 from training.data import data_fingerprint, dataset_report, format_report, load_splits, tokenize_splits
-from training.loop import dist_info, fit, predict, setup_device
+from training.loop import dist_info, fit, log_rank0, predict, setup_device
 from training.metrics import accuracy_f1
 from training.model import load_model, load_tokenizer
 from training.plots import plot_confusion, plot_curves, step_scalars
 
 
-def log(msg: str) -> None:
-    if dist_info()[0] == 0:
-        print(msg, file=sys.stderr, flush=True)
+log = log_rank0
 
 
 def run_training(cfg: TrainConfig) -> dict:
