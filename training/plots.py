@@ -15,17 +15,20 @@ def _pyplot():
     return plt
 
 
-def step_scalars(tb_dir: Path, tag: str = "train/loss") -> list[tuple[int, float]]:
-    """(step, value) pairs of one TensorBoard scalar, across resumed runs (last write wins)."""
+def _scalar_events(tb_dir: Path, tag: str) -> list:
+    """Every event of one TensorBoard scalar under tb_dir (all runs written there)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not Path(tb_dir).is_dir():
         return []
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    if tag not in acc.Tags().get("scalars", []):
-        return []
-    return sorted({e.step: e.value for e in acc.Scalars(tag)}.items())
+    return acc.Scalars(tag) if tag in acc.Tags().get("scalars", []) else []
+
+
+def step_scalars(tb_dir: Path, tag: str = "train/loss") -> list[tuple[int, float]]:
+    """(step, value) pairs of one TensorBoard scalar, across resumed runs (last write wins)."""
+    return sorted({e.step: e.value for e in _scalar_events(tb_dir, tag)}.items())
 
 
 def plot_curves(history: list[dict], path: Path, steps: list[tuple[int, float]] = ()) -> Path:
@@ -93,13 +96,7 @@ def timed_steps(tb_dir: Path, tag: str = "train/loss", max_gap_s: float = 120.0)
     `max_gap_s` (a stop, a restart, an evaluation); steps redone after a resume count once
     (the last write wins). Returns seconds, steps timed and seconds per step.
     """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    if not Path(tb_dir).is_dir():
-        return {"seconds": 0.0, "steps_timed": 0, "seconds_per_step": None}
-    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    events = acc.Scalars(tag) if tag in acc.Tags().get("scalars", []) else []
+    events = _scalar_events(tb_dir, tag)
     wall = dict(sorted((e.step, e.wall_time) for e in sorted(events, key=lambda e: e.wall_time)))
     gaps = [wall[s] - wall[s - 1] for s in wall if s - 1 in wall]
     kept = [g for g in gaps if 0 < g <= max_gap_s]
