@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +21,7 @@ from shared.metrics import classification_report
 from training.config import TrainConfig
 from training.export import (ExportError, export_onnx, load_for_export, onnx_logits, ort_session,
                              pad_token_id)
+from training.loop import log_rank0
 from training.quantize import PER_REVIEW, quantize_onnx
 from training.text import encode_texts, special_ids
 
@@ -109,7 +109,7 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     out_dir/<precision>.tar.gz. `valid` (training.data.Reviews) drives accuracy tuning, parity
     and the manifest metrics; `calib` provides static-quantization calibration texts."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    log = log or _stderr
+    log = log or log_rank0
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions:
         raise ExportError(f"precision must be fp32, int8 or both; got {list(precisions)}")
@@ -169,10 +169,6 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
             if archive:
                 built[f"{precision}_archive"] = pack_bundle(out_dir / precision, out_dir / f"{precision}.tar.gz")
     return built
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _ensure(folder: Path) -> Path:

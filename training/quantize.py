@@ -161,7 +161,7 @@ def _pass_reduce_range(reduce_range: bool):
 
 
 def int8_weight_range(model) -> tuple[int, int]:
-    """(min, max) over the model's int8 initializers: within [-64, 63] when reduce_range held."""
+    """(min, max) over the model's int8 initializers: within [-64, 64] when reduce_range held."""
     import onnx
     from onnx import numpy_helper
 
