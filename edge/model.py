@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -42,8 +43,12 @@ class EdgeClassifier:
         self.batch_size = 1 if self.per_review else batch_size
         self.threads = threads or available_cpus()
         self._tokenizer = _open_tokenizer(self.folder / self.manifest.tokenizer_file)
-        self._session = _open_session(self.folder / self.manifest.model_file, self.threads,
-                                      mem_pattern=self.per_review)
+        # One review per run is too small a job to split across threads inside onnxruntime: run
+        # `threads` reviews at once instead, each on one thread, through the one (thread-safe)
+        # session. onnxruntime releases the GIL while it runs.
+        self._pool = ThreadPoolExecutor(self.threads) if self.per_review and self.threads > 1 else None
+        self._session = _open_session(self.folder / self.manifest.model_file,
+                                      1 if self._pool else self.threads, mem_pattern=self.per_review)
         self._inputs = [i.name for i in self._session.get_inputs()]
         unknown = [n for n in self._inputs if n not in KNOWN_INPUTS]
         if unknown:
@@ -89,8 +94,18 @@ class EdgeClassifier:
                 yield from self._score_ids(ids)
 
     def _score_ids(self, ids: list[list[int]]) -> np.ndarray:
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         probs = np.empty((len(ids), self.num_labels), dtype=np.float32)
+        if self._pool:
+            futures = [self._pool.submit(self._score_batch, [x]) for x in ids]
+            try:
+                for i, f in enumerate(futures):
+                    probs[i] = f.result()[0]
+            except BaseException:  # Ctrl-C or a failed run: drop the reviews not started yet
+                for f in futures:
+                    f.cancel()
+                raise
+            return probs
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         start = 0
         while start < len(order):
             # long texts get fewer rows: attention memory grows with rows * width^2

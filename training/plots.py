@@ -53,6 +53,7 @@ def plot_curves(history: list[dict], path: Path, steps: list[tuple[int, float]] 
         if any(v is not None for v in vals):
             ax2.plot(epochs, vals, style, label=key.replace("_", " "))
     ax2.set_xlabel("epoch"), ax2.set_ylabel("score"), ax2.legend(), ax2.grid(alpha=0.3)
+    ax2.set_xticks(epochs)   # whole epochs, not 1.25, 1.5, ...
     fig.suptitle("training curves")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -81,14 +82,6 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path, title
     return path
 
 
-if __name__ == "__main__":  # redraw a run folder's curves: python -m training.plots RUN_DIR
-    import json
-    import sys
-
-    run = Path(sys.argv[1])
-    print(plot_curves(json.loads((run / "history.json").read_text()), run / "curves.png", step_scalars(run / "tb")))
-
-
 def timed_steps(tb_dir: Path, tag: str = "train/loss", max_gap_s: float = 120.0) -> dict:
     """Training wall time from the per-step TensorBoard events, across stops and resumes.
 
@@ -103,3 +96,11 @@ def timed_steps(tb_dir: Path, tag: str = "train/loss", max_gap_s: float = 120.0)
     seconds = float(sum(kept))
     return {"seconds": round(seconds, 1), "steps_timed": len(kept),
             "seconds_per_step": round(seconds / len(kept), 3) if kept else None}
+
+
+if __name__ == "__main__":  # redraw a run folder's curves: python -m training.plots RUN_DIR
+    import json
+    import sys
+
+    run = Path(sys.argv[1])
+    print(plot_curves(json.loads((run / "history.json").read_text()), run / "curves.png", step_scalars(run / "tb")))

@@ -18,14 +18,14 @@ def prov(command):
 def test_figures_and_their_recorded_commands(tmp_path):
     write(tmp_path, "baseline_tfidf", {"results": {"C": 16.0, "test": {"accuracy": 0.90556, "macro_f1": 0.9055}},
                                        "provenance": prov("python -m benchmarks.baseline_tfidf X")})
-    write(tmp_path, "imdb_train", {"test": {"accuracy": 0.9202, "macro_f1": 0.92018}, "model_bytes": 90867952,
+    write(tmp_path, "imdb_default_cpu_1epoch_train", {"test": {"accuracy": 0.9202, "macro_f1": 0.92018}, "model_bytes": 90867952,
                                    "batch_size": 16, "train_note": "One epoch.",
                                    "train_timing": {"seconds": 5598.6, "steps_timed": 1405, "seconds_per_step": 3.985,
                                                     "epoch_seconds_estimate": 5606.9},
                                    "history": [{"step": 1407, "epoch_seconds": 1.0, "samples_per_s": 3.4,
                                                 "valid_accuracy": 0.9196}],
                                    "provenance": prov("train-classify train --recipe default")})
-    write(tmp_path, "imdb_edge_int8", {"accuracy": 0.92024, "macro_f1": 0.92022, "model_bytes": 23376813,
+    write(tmp_path, "imdb_default_cpu_1epoch_edge_int8", {"accuracy": 0.92024, "macro_f1": 0.92022, "model_bytes": 23376813,
                                        "provenance": prov("edge-classify --eval X")})
     write(tmp_path, "avx2_check", {
         "cpu": {"emulated": {"features": ["avx2"], "u8s8_kernel": "avx2 vpmaddubsw"},
@@ -40,6 +40,8 @@ def test_figures_and_their_recorded_commands(tmp_path):
     assert "| 92.02% | 92.02% | 90.9 MB | `train-classify train --recipe default` |" in text
     assert "| 92.02% | 92.02% | 23.4 MB | `edge-classify --eval X` |" in text
     assert "INT8 bundle minus PyTorch fp32: +0.00 points" in text and "target 93.0%: NOT met" in text
+    assert "target 93.0%: NOT met (the targets are judged on this model)" in text
+    assert "`./dev edge-eval" not in text        # the recorded command wins over the documented one
     assert "3.98 s a step" in text and "about 93 min an epoch" in text
     assert "int8 weights in [-64, 64] (7-bit)" in text and "label agreement 100.00%, max |probability diff| 0.0108" in text
     assert "on 48 reviews" in text and "vs native fp32: agreement 98.00%" in text
@@ -51,3 +53,24 @@ def test_missing_results_say_how_to_measure(tmp_path):
     assert main(["--results", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
     assert text.count("not measured yet") == 4 and "not measured yet: `./dev bench-train`" in text
+
+
+def test_gpu_runs_report_time_per_epoch_and_targets_judged_on_the_first(tmp_path):
+    gpu = {"test": {"accuracy": 0.9279, "macro_f1": 0.92789}, "model_bytes": 90867952, "batch_size": 32,
+           "train_note": "On a lent GPU.", "best_valid": {"valid_accuracy": 0.926},
+           "history": [{"step": 704, "epoch_seconds": 27.3, "samples_per_s": 823.7, "valid_accuracy": 0.898},
+                       {"step": 2112, "epoch_seconds": 20.3, "samples_per_s": 1110.8, "valid_accuracy": 0.926}],
+           "provenance": dict(prov("train-classify train --recipe default"), cuda="NVIDIA H200")}
+    write(tmp_path, "imdb_default_train", gpu)
+    write(tmp_path, "imdb_default_edge_int8", {"accuracy": 0.9301, "macro_f1": 0.9300, "model_bytes": 23376813})
+    write(tmp_path, "imdb_gpu_train", dict(gpu, test={"accuracy": 0.9305, "macro_f1": 0.9305}))
+    write(tmp_path, "imdb_gpu_edge_int8", {"accuracy": 0.9290, "macro_f1": 0.9290, "model_bytes": 23376813})
+    assert main(["--results", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "time per epoch on one NVIDIA H200: 27 s, 20 s (824, 1111 samples/s)" in text
+    assert "target 93.0%: met (the targets are judged on this model)" in text
+    assert "INT8 bundle minus PyTorch fp32: -0.15 points" in text and "target 93.0%: NOT met." in text
+    # no recorded command: the documented one, with the run folder and file names filled in
+    assert ("`./dev edge-eval runs/gpu-imdb-default/bundles/int8 ../shared/data/imdb/test.csv.gz "
+            "results/imdb_default_edge_int8.json`") in text
+    assert text.index("default recipe, 3 epochs") < text.index("gpu recipe: 512 tokens")

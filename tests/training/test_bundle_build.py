@@ -146,3 +146,19 @@ def test_a_dynamic_int8_bundle_scores_each_review_on_its_own(bundles):
     assert np.array_equal(together, alone)
     fp32 = EdgeClassifier(bundles["fp32"], batch_size=32)
     assert fp32.manifest.quant_approach is None and not fp32.per_review and fp32.batch_size == 32
+
+
+def test_per_review_bundles_run_reviews_concurrently_with_the_same_scores_in_order(bundles):
+    """With several threads, a dynamic INT8 bundle scores that many reviews at once (one thread each)
+    instead of splitting one small review across threads: same probabilities, same order."""
+    from edge.model import EdgeClassifier
+
+    texts = toy_reviews(40, 12, "conc").texts
+    one = EdgeClassifier(bundles["int8"], threads=1)
+    two = EdgeClassifier(bundles["int8"], threads=2)
+    assert one._pool is None and two._pool is not None and two._pool._max_workers == 2
+    expected = np.stack([one.predict_proba([t])[0] for t in texts])
+    assert np.array_equal(two.predict_proba(texts), expected)
+    assert np.array_equal(two.predict_proba(texts[::-1]), expected[::-1])
+    # batched (fp32) bundles keep onnxruntime's own threads
+    assert EdgeClassifier(bundles["fp32"], threads=2)._pool is None
