@@ -102,3 +102,30 @@ def test_cgroup_quota_parsing(tmp_path):
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     assert _cgroup_cpu_quota(tmp_path) is None
     assert available_cpus() >= 1
+
+
+def test_batches_stay_under_the_token_budget_and_the_heap_is_trimmed_between(tiny, monkeypatch):
+    """Batched bundles: rows * padded width never passes MAX_BATCH_TOKENS (a single longer text
+    excepted), and the C heap is trimmed every TRIM_EVERY batches to keep peak memory down."""
+    import platform
+    import sys
+
+    import edge.model
+    from edge.model import MAX_BATCH_TOKENS, TRIM_EVERY, heap_trimmer
+
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert heap_trimmer()(0) in (0, 1)          # the real malloc_trim is found and callable
+    monkeypatch.setattr(edge.model, "MAX_BATCH_TOKENS", 64)
+    clf = EdgeClassifier(tiny[0], threads=1, batch_size=8)
+    shapes, trims = [], []
+    score = clf._score_batch
+    monkeypatch.setattr(clf, "_score_batch", lambda batch: shapes.append((len(batch), max(map(len, batch))))
+                        or score(batch))
+    monkeypatch.setattr(clf, "_trim", trims.append)
+    texts = [("fine " * (i % 30)) + f"review {i}" for i in range(60)]
+    probs = clf.predict_proba(texts)
+    assert probs.shape == (60, 2)
+    assert all(rows * width <= 64 or rows == 1 for rows, width in shapes)
+    assert max(rows for rows, _ in shapes) == 8 and min(rows for rows, _ in shapes) < 8
+    assert trims == [0] * (len(shapes) // TRIM_EVERY) and len(trims) >= 2
+    assert MAX_BATCH_TOKENS == 1024
