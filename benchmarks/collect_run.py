@@ -18,7 +18,7 @@ from shared.atomic import atomic_path, atomic_write_text
 from shared.errors import ClassifierError
 
 
-def collect(run: Path, name: str, note: str, results: Path) -> Path:
+def collect(run: Path, name: str, note: str, results: Path, reproduce: str = "") -> Path:
     from training.plots import timed_steps
 
     src = run / "results.json"
@@ -33,6 +33,8 @@ def collect(run: Path, name: str, note: str, results: Path) -> Path:
                                         if timing["seconds_per_step"] else None)
     data.update(batch_size=config["batch_size"], model_bytes=weights.stat().st_size if weights.is_file() else None,
                 train_timing=timing, train_note=note)
+    if reproduce:   # the plain command, where the recorded one was a workaround (e.g. on a lent GPU)
+        data["reproduce"] = reproduce
     results.mkdir(parents=True, exist_ok=True)
     out = results / f"{name}_train.json"
     atomic_write_text(out, json.dumps(data, indent=2) + "\n")
@@ -49,9 +51,11 @@ def main(argv=None) -> int:
     ap.add_argument("--name", required=True, help="prefix of the files written in results/")
     ap.add_argument("--note", default="", help="how the run was made (kept in the JSON and the table)")
     ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--reproduce", default="", help="the command that reproduces the run on a normal install, "
+                    "when the recorded one differs (kept beside it)")
     args = ap.parse_args(argv)
     try:
-        out = collect(args.run, args.name, args.note, args.results)
+        out = collect(args.run, args.name, args.note, args.results, args.reproduce)
     except ClassifierError as e:
         print(f"collect_run: error: {e}", file=sys.stderr)
         return 2

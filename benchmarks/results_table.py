@@ -55,8 +55,10 @@ def _load(folder: Path, name: str) -> dict | None:
 
 
 def _cmd(d: dict | None, key: str) -> str:
-    """The command recorded in the figure's own JSON; the documented form when it has none."""
-    return ((d or {}).get("provenance") or {}).get("command") or COMMANDS[key]
+    """The command recorded in the figure's own JSON (its plain `reproduce` form where the run needed
+    a workaround); the documented form when it has none."""
+    d = d or {}
+    return d.get("reproduce") or (d.get("provenance") or {}).get("command") or COMMANDS[key]
 
 
 def _pct(x) -> str:

@@ -45,6 +45,9 @@ def test_collect_copies_results_and_adds_timing(tmp_path):
                                     "epoch_seconds_estimate": 20.0}
     assert (tmp_path / "results" / "demo_curves.png").read_bytes() == b"png"
     assert not (tmp_path / "results" / "demo_confusion.png").exists()
+    assert "reproduce" not in data
+    again = json.loads(collect(run, "demo", "", tmp_path / "results", reproduce="train-classify train").read_text())
+    assert again["reproduce"] == "train-classify train"
 
 
 def test_collect_without_results_is_a_one_line_error(tmp_path, capsys):

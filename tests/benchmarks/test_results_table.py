@@ -63,7 +63,8 @@ def test_gpu_runs_report_time_per_epoch_and_targets_judged_on_the_first(tmp_path
            "provenance": dict(prov("train-classify train --recipe default"), cuda="NVIDIA H200")}
     write(tmp_path, "imdb_default_train", gpu)
     write(tmp_path, "imdb_default_edge_int8", {"accuracy": 0.9301, "macro_f1": 0.9300, "model_bytes": 23376813})
-    write(tmp_path, "imdb_gpu_train", dict(gpu, test={"accuracy": 0.9305, "macro_f1": 0.9305}))
+    write(tmp_path, "imdb_gpu_train", dict(gpu, test={"accuracy": 0.9305, "macro_f1": 0.9305},
+                                           reproduce="train-classify train --recipe gpu"))
     write(tmp_path, "imdb_gpu_edge_int8", {"accuracy": 0.9290, "macro_f1": 0.9290, "model_bytes": 23376813})
     assert main(["--results", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
@@ -74,3 +75,4 @@ def test_gpu_runs_report_time_per_epoch_and_targets_judged_on_the_first(tmp_path
     assert ("`./dev edge-eval runs/gpu-imdb-default/bundles/int8 ../shared/data/imdb/test.csv.gz "
             "results/imdb_default_edge_int8.json`") in text
     assert text.index("default recipe, 3 epochs") < text.index("gpu recipe: 512 tokens")
+    assert "| 93.05% | 93.05% | 90.9 MB | `train-classify train --recipe gpu` |" in text   # reproduce wins
