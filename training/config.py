@@ -74,7 +74,9 @@ class TrainConfig:
     # compression and export
     quant_approach: Literal["static", "dynamic"] = "static"
     calib_samples: int = 200
-    quant_tolerance: float = 0.01         # relative accuracy loss allowed for int8
+    # relative validation-accuracy loss allowed for int8: 0.5% is 0.46 points at 92.6%, inside the
+    # product's budget of 0.5 points below fp32 (1% allowed 0.93 and let a 0.73% candidate through)
+    quant_tolerance: float = 0.005
     parity_atol: float = 1e-3             # fp32 ONNX vs PyTorch max |logit diff|
     int8_agreement: float = 0.97          # int8 vs fp32 label agreement on the valid sample
     verify_samples: int = 256
