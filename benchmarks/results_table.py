@@ -36,8 +36,8 @@ COMMANDS = {
                   "--fp32-bundle runs/gpu-imdb-default/bundles/fp32 --torch-model runs/gpu-imdb-default/best",
     "bench_train": "./dev bench-train",
     "bench_train_accuracy": "./dev bench-train --accuracy --steps 100 --max-length 128 --valid 500",
-    "avx2_check": "./dev avx2-check --int8-bundle runs/imdb-default/bundles/int8 "
-                  "--fp32-bundle runs/imdb-default/bundles/fp32",
+    "avx2_check": "./dev avx2-check --int8-bundle runs/gpu-imdb-default/bundles/int8 "
+                  "--fp32-bundle runs/gpu-imdb-default/bundles/fp32",
     "prune": ".venv/bin/train-classify prune runs/imdb-default/best --out runs/imdb-pruned "
              "--set data=../shared/data/imdb/train.csv.gz --set test_data=../shared/data/imdb/test.csv.gz "
              "--set batch_size=16 --set lr=3e-5 --set reduce_ratio=0.05 --set prune_sparsity=0.5 --set prune_epochs=1",
