@@ -26,8 +26,12 @@ TINY_POLICY = {"max_length": 48, "truncation": "head+tail", "head_fraction": 0.2
 
 
 def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed: int = 0,
-                  policy: dict | None = None):
-    """Build a random tiny BertForSequenceClassification and write it as a sealed fp32 bundle."""
+                  policy: dict | None = None, quant_approach: str | None = None):
+    """Build a random tiny BertForSequenceClassification and write it as a sealed fp32 bundle.
+
+    quant_approach="dynamic" labels it as a dynamic-INT8 bundle (the weights stay fp32), which
+    makes the edge runtime score it the way it scores those: one review per run, several at once.
+    """
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -56,7 +60,8 @@ def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed:
     text_policy = TextPolicy.from_dict(policy or TINY_POLICY)
     manifest = Manifest(labels=labels, text_policy=text_policy.to_dict(), prefix_ids=prefix,
                         suffix_ids=suffix, pad_id=tokenizer.pad_token_id, input_names=input_names,
-                        precision="fp32", base_model="tiny-random-bert")
+                        precision="fp32", base_model="tiny-random-bert",
+                        compression={"quantization": {"approach": quant_approach}} if quant_approach else {})
     seal_bundle(folder, manifest)
     return model, tokenizer
 
@@ -66,6 +71,15 @@ def tiny(tmp_path_factory):
     """(bundle folder, torch model, transformers tokenizer): 2 labels, no token_type_ids (like DistilBERT)."""
     folder = tmp_path_factory.mktemp("bundles") / "binary"
     model, tokenizer = export_bundle(folder, ["negative", "positive"], ["input_ids", "attention_mask"])
+    return folder, model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_per_review(tmp_path_factory):
+    """Like `tiny`, but scored one review per run, several concurrently (as dynamic INT8 bundles are)."""
+    folder = tmp_path_factory.mktemp("bundles") / "per-review"
+    model, tokenizer = export_bundle(folder, ["negative", "positive"], ["input_ids", "attention_mask"],
+                                     quant_approach="dynamic")
     return folder, model, tokenizer
 
 

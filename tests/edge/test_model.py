@@ -129,3 +129,14 @@ def test_batches_stay_under_the_token_budget_and_the_heap_is_trimmed_between(tin
     assert max(rows for rows, _ in shapes) == 8 and min(rows for rows, _ in shapes) < 8
     assert trims == [0] * (len(shapes) // TRIM_EVERY) and len(trims) >= 2
     assert MAX_BATCH_TOKENS == 1024
+
+
+def test_per_review_bundles_score_concurrently_in_order(tiny, tiny_per_review):
+    """A bundle marked dynamic INT8 is scored one review per run, `threads` at once, in input order,
+    with the same probabilities as the batched path on the same weights (both fp32 here)."""
+    texts = [("good " * (i % 13)) + f"review {i}" for i in range(50)]
+    per_review = EdgeClassifier(tiny_per_review[0], threads=2, batch_size=16)
+    assert per_review.per_review and per_review.batch_size == 1 and per_review._pool is not None
+    batched = EdgeClassifier(tiny[0], threads=2, batch_size=16)
+    assert not batched.per_review and batched._pool is None
+    np.testing.assert_allclose(per_review.predict_proba(texts), batched.predict_proba(texts), atol=1e-5)

@@ -95,7 +95,9 @@ def test_streaming_keeps_memory_flat(tiny):
     assert rss_big - rss_small < 25, f"RSS grew from {rss_small} MB to {rss_big} MB"
 
 
-def test_closed_pipe_ends_quietly(tiny, tmp_path):
+@pytest.mark.parametrize("which", ["tiny", "tiny_per_review"])
+def test_closed_pipe_ends_quietly(which, request, tmp_path):
+    tiny = request.getfixturevalue(which)
     f = tmp_path / "many.txt"
     f.write_text("".join(f"review number {i}\n" for i in range(20_000)))
     p = subprocess.Popen([EDGE_CLASSIFY, "-m", tiny[0], f], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -112,7 +114,9 @@ def test_closed_pipe_ends_quietly(tiny, tmp_path):
     assert shell.stdout.splitlines()[-1] == "status=0" and shell.stderr == ""
 
 
-def test_ctrl_c_exits_130_and_leaves_no_partial_output(tiny, tmp_path):
+@pytest.mark.parametrize("which", ["tiny", "tiny_per_review"])
+def test_ctrl_c_exits_130_and_leaves_no_partial_output(which, request, tmp_path):
+    tiny = request.getfixturevalue(which)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     p = subprocess.Popen([EDGE_CLASSIFY, "-m", tiny[0], "-o", out_dir / "pred.tsv"], stdin=subprocess.PIPE,
