@@ -54,11 +54,11 @@ def _load(folder: Path, name: str) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def _cmd(d: dict | None, key: str) -> str:
+def _cmd(d: dict | None, key: str, documented: str = "") -> str:
     """The command recorded in the figure's own JSON (its plain `reproduce` form where the run needed
-    a workaround); the documented form when it has none."""
+    a workaround); the documented form (`documented`, else COMMANDS[key]) when it has none."""
     d = d or {}
-    return d.get("reproduce") or (d.get("provenance") or {}).get("command") or COMMANDS[key]
+    return d.get("reproduce") or (d.get("provenance") or {}).get("command") or documented or COMMANDS[key]
 
 
 def _pct(x) -> str:
@@ -77,11 +77,6 @@ def _machine(d: dict | None) -> str:
     vers = ", ".join(f"{k} {val}" for k, val in v.items() if val != "absent")
     return (f"{m.get('cpu', '?')} ({m.get('cpus', '?')} CPUs, {' '.join(m.get('isa', []))}); "
             f"commit {prov.get('git_commit', '?')}; {prov.get('date', '')}; {vers}")
-
-
-def _edge_cmd(d: dict | None, name: str, run: str, precision: str) -> str:
-    documented = (COMMANDS["edge"].replace("RUN", run).replace("PRECISION", precision).replace("NAME", name))
-    return ((d or {}).get("provenance") or {}).get("command") or documented
 
 
 def _timing(train: dict) -> str:
@@ -115,14 +110,14 @@ def accuracy_section(r: Path) -> list[str]:
         t = train["test"]
         out.append(f"| MiniLM-L6, {what}: PyTorch fp32 weights (bf16 autocast) | {_pct(t['accuracy'])} | "
                    f"{_pct(t['macro_f1'])} | {_mb(train.get('model_bytes'))} | `{_cmd(train, name + '_train')}` |")
-        int8 = None
-        for precision in ("fp32", "int8"):
-            d = _load(r, f"{name}_edge_{precision}")
+        bundles = {precision: _load(r, f"{name}_edge_{precision}") for precision in ("fp32", "int8")}
+        for precision, d in bundles.items():
             if d:
-                int8 = d if precision == "int8" else int8
+                documented = COMMANDS["edge"].replace("RUN", run).replace("PRECISION", precision).replace("NAME", name)
                 out.append(f"| MiniLM-L6, {what}: {precision} ONNX bundle via `edge-classify --eval` | "
                            f"{_pct(d['accuracy'])} | {_pct(d['macro_f1'])} | {_mb(d.get('model_bytes'))} | "
-                           f"`{_edge_cmd(d, name, run, precision)}` |")
+                           f"`{_cmd(d, 'edge', documented)}` |")
+        int8 = bundles["int8"]
         h = train["history"][-1]
         verdict = ""
         if int8:

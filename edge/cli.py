@@ -149,7 +149,7 @@ def _score(sources, model, input_format, text_field, label_field, output_format,
             from shared.provenance import data_file, provenance
 
             m = clf.manifest
-            quant = (m.compression or {}).get("quantization") or {}
+            quant = m.quantization
             atomic_write_text(eval_json, json.dumps({
                 **report, "bundle": str(bundle), "precision": m.precision, "base_model": m.base_model,
                 "model_bytes": (clf.folder / m.model_file).stat().st_size, "bundle_metrics": m.metrics,

@@ -49,9 +49,14 @@ class Manifest:
     created_at: str = ""
 
     @property
+    def quantization(self) -> dict[str, Any]:
+        """The INT8 quantization report (approach, chosen candidate, trials, ...); {} otherwise."""
+        return (self.compression or {}).get("quantization") or {}
+
+    @property
     def quant_approach(self) -> str | None:
         """"dynamic" or "static" for an INT8 bundle, None otherwise."""
-        return ((self.compression or {}).get("quantization") or {}).get("approach")
+        return self.quantization.get("approach")
 
     @property
     def policy(self) -> TextPolicy:

@@ -70,7 +70,7 @@ def export_cmd(model_dir: Path = typer.Argument(..., help="A Hugging Face sequen
         m = manifest.metrics.get(name, manifest.metrics.get("fp32_onnx"))
         size = (path / manifest.model_file).stat().st_size / 1e6
         typer.echo(f"{name} bundle: {path}  ({size:.1f} MB model, {_fmt(m)} on {len(valid)} validation reviews)")
-        quant = manifest.compression.get("quantization")
+        quant = manifest.quantization
         if quant:
             typer.echo(f"  int8: {quant['approach']} '{quant['chosen']}' after {len(quant['trials'])} trial(s), "
                        f"relative loss {quant['relative_loss']:.2%} (tolerance {quant['tolerance']:.2%}), "
