@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from shared.bundle import Manifest, load_bundle
+from shared.bundle import ORT_DISABLED_OPTIMIZERS, Manifest, load_bundle
 from shared.errors import BundleError
 from shared.text import build_input_ids, normalize_text
 
@@ -217,7 +217,8 @@ def _open_session(path: Path, threads: int, mem_pattern: bool = False):
     # int8) keeps them: bench-edge ran 68.5 reviews/s with them and 53-57 without (RSS 158 vs 148 MB).
     so.enable_mem_pattern = mem_pattern
     try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BundleError(f"cannot load model {path}: {first}") from None

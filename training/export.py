@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from shared.atomic import atomic_path
+from shared.bundle import ORT_DISABLED_OPTIMIZERS
 from shared.errors import ClassifierError
 from shared.text import TextPolicy
 from training.config import TrainConfig
@@ -76,7 +77,8 @@ def ort_session(path: str | os.PathLike, threads: int = 0):
     if threads:
         so.intra_op_num_threads = threads
     so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
 
 
 def onnx_logits(session, ids: list[list[int]], pad_id: int, batch_size: int = 32) -> np.ndarray:
@@ -147,8 +149,12 @@ def optimize_onnx(raw_path: Path, out_path: Path, model_config) -> dict:
 
     # EmbedLayerNormalization fusion adds int32 Casts of the inputs that INC's quantizer drops
     # (the graph then fails to load); the embedding lookup is cheap, so leave it unfused.
+    # SkipLayerNormalization is 5x slower on CPU than the Add + LayerNormalization it replaces
+    # (see shared.bundle.ORT_DISABLED_OPTIMIZERS): leave residual adds unfused too.
     options = FusionOptions("bert")
     options.enable_embed_layer_norm = False
+    options.enable_skip_layer_norm = False
+    options.enable_bias_skip_layer_norm = False
     heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "n_heads", 0)
     hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", 0)
     opt = optimize_model(str(raw_path), model_type="bert", num_heads=int(heads), hidden_size=int(hidden),

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from tests.conftest import build_tiny_model
@@ -32,6 +33,9 @@ def test_bert_export_matches_pytorch_with_dynamic_batch_and_length(tiny_model_di
     assert info["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
     assert info["parity"]["max_abs_logit_diff"] <= cfg.parity_atol and info["parity"]["samples"] == 4
     assert info["fused_operators"].get("Attention") == 2          # eager export lets ORT fuse attention
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert "SkipLayerNormalization" not in ops                    # slow on CPU: residual adds stay unfused
+    assert ops.count("LayerNormalization") == 5                   # embeddings + 2 per layer
     session = ort_session(out)
     model, tok = load_for_export(tiny_model_dir)
     names = model_input_names(model, tok)
