@@ -140,3 +140,29 @@ def test_per_review_bundles_score_concurrently_in_order(tiny, tiny_per_review):
     batched = EdgeClassifier(tiny[0], threads=2, batch_size=16)
     assert not batched.per_review and batched._pool is None
     np.testing.assert_allclose(per_review.predict_proba(texts), batched.predict_proba(texts), atol=1e-5)
+
+
+def test_per_review_stream_reads_ahead_boundedly_and_in_order(tiny_per_review):
+    """The concurrent path tokenises while earlier reviews are scored, but never holds more than
+    WINDOW_BATCHES + PIPELINE_CHUNK reviews, and yields them in input order."""
+    import edge.model
+
+    clf = EdgeClassifier(tiny_per_review[0], threads=2)
+    pulled = []
+
+    def endless():
+        i = 0
+        while True:
+            pulled.append(i)
+            yield ("good " * (i % 7)) + f"review {i}"
+            i += 1
+
+    stream = clf.score_stream(endless())
+    got = [next(stream) for _ in range(100)]
+    assert len(pulled) <= 100 + edge.model.WINDOW_BATCHES + edge.model.PIPELINE_CHUNK
+    stream.close()
+    ref = clf.predict_proba([("good " * (i % 7)) + f"review {i}" for i in range(100)])
+    np.testing.assert_allclose(np.stack(got), ref, atol=1e-6)
+    single = EdgeClassifier(tiny_per_review[0], threads=1)   # no pool: the window path
+    np.testing.assert_allclose(single.predict_proba([("good " * (i % 7)) + f"review {i}" for i in range(100)]),
+                               ref, atol=1e-5)
