@@ -18,3 +18,15 @@ def test_goals_judge_each_figure():
     missed = goals(result(cold=0.5, rss8=300.0, slim=386.0))
     assert not any(missed[k] for k in ("cold start < 0.5 s", "peak RSS < 300 MB, int8 bundle", "slim <= 1/5 training"))
     assert goals(result(slim=None))["slim <= 1/5 training"] is False
+
+
+def test_repeated_runs_report_the_median_time_and_the_worst_rss():
+    from benchmarks.bench_edge import summarise
+
+    runs = [{"seconds": 20.0, "peak_rss_mb": 200.0, "labels": ["a", "b"]},
+            {"seconds": 25.0, "peak_rss_mb": 230.0, "labels": ["a", "a"]},
+            {"seconds": 21.0, "peak_rss_mb": 210.0, "labels": ["b", "b"]}]
+    got = summarise(runs, n=2000)
+    assert got["seconds"] == 21.0 and got["peak_rss_mb"] == 230.0 and got["labels"] == ["a", "b"]
+    assert got["reviews_per_s_each"] == [100.0, 80.0, 95.24]
+    assert summarise(runs[:2], n=2000)["seconds"] == 22.5     # even count: mean of the middle two
