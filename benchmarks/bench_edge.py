@@ -121,7 +121,9 @@ def torch_pipeline_runner(model_dir: Path, texts: list[str], policy, threads: in
 
 def summarise(runs: list[dict], n: int) -> dict:
     """Median time over repeated runs of one variant, the worst peak RSS, the first run's labels."""
-    return {"seconds": statistics.median(r["seconds"] for r in runs), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "labels": runs[0]["labels"],
+    return {"seconds": statistics.median(r["seconds"] for r in runs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "labels": runs[0]["labels"],
             "reviews_per_s_each": [round(n / r["seconds"], 2) for r in runs]}
 
 
