@@ -1,11 +1,14 @@
 """The Hugging Face Trainer variant: same config, data, loss and metrics as the manual loop."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from transformers import TrainerCallback
 
 from training.config import TrainConfig
 from training.loop import FitResult, class_weighted_loss, make_optimizer, make_scheduler, save_model
@@ -34,6 +37,9 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
     def metrics(pred) -> dict:
         return accuracy_f1(np.argmax(pred.predictions, -1), pred.label_ids, cfg.num_labels)
 
+    # TrainingArguments takes its precision from this variable when bf16/fp16 are off, and sets it
+    # when they are on: a bf16 Trainer would turn every later fp32 Trainer in the process to bf16.
+    os.environ["ACCELERATE_MIXED_PRECISION"] = {"fp32": "no"}.get(cfg.precision, cfg.precision)
     args = TrainingArguments(
         output_dir=str(out_dir / "trainer"), per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=cfg.grad_accum,
@@ -45,7 +51,8 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
         seed=cfg.seed, report_to=["tensorboard"] if cfg.tensorboard else [], logging_dir=str(out_dir / "tb"),
         logging_steps=20, disable_tqdm=False, dataloader_num_workers=0, save_safetensors=True,
     )
-    callbacks = [EarlyStoppingCallback(cfg.patience)] if cfg.patience else []
+    timer = _EpochTimer()
+    callbacks = [timer] + ([EarlyStoppingCallback(cfg.patience)] if cfg.patience else [])
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8,
                                        padding="max_length" if cfg.pad_to_max else True,
                                        max_length=cfg.max_length if cfg.pad_to_max else None)
@@ -77,7 +84,31 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
     best = max(history, key=lambda r: r["valid_macro_f1"]) if history else {}
     log(f"trainer: {len(history)} epoch(s), best valid macro F1 {best.get('valid_macro_f1', float('nan')):.4f}")
     return FitResult(best_metrics=best, history=history, best_dir=out_dir / "best", epochs_run=len(history),
-                     train_seconds=seconds, samples_per_second=out.metrics.get("train_samples_per_second", 0.0))
+                     train_seconds=seconds, samples_per_second=timer.samples_per_second(trainer, len(train)))
+
+
+class _EpochTimer(TrainerCallback):
+    """Seconds and optimizer steps inside training epochs, without the evaluation and checkpoint
+    saving after each epoch (Trainer's own train_samples_per_second counts those; the manual
+    loop's rate does not)."""
+
+    def __init__(self) -> None:
+        self.seconds, self.steps, self.epochs = 0.0, 0, 0
+        self._start, self._first_step = 0.0, 0
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._start, self._first_step = time.perf_counter(), state.global_step
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.seconds += time.perf_counter() - self._start
+        self.steps += state.global_step - self._first_step
+        self.epochs += 1
+
+    def samples_per_second(self, trainer, n_train: int) -> float:
+        """Samples per second of training; the last batch of an epoch counted as full, capped at the data."""
+        per_step = trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps
+        samples = min(self.steps * per_step, n_train * self.epochs)
+        return samples / self.seconds if self.seconds else 0.0
 
 
 def _last_checkpoint(folder: Path) -> str | None:

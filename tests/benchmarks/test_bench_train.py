@@ -21,3 +21,13 @@ def test_accuracy_mode_trains_fp32_and_bf16_and_writes_the_comparison(toy_csv, t
     assert d["ratios"]["valid accuracy bf16 - fp32 (points)"] == gain
     assert d["ratios"]["bf16 / fp32 speed"] == round(b["samples_per_s"] / a["samples_per_s"], 2)
     assert d["provenance"]["command"]
+
+
+def test_median_row_keeps_the_middle_run_and_every_rate():
+    from benchmarks.bench_train import median_row
+
+    runs = [{"variant": "v", "samples_per_s": s, "wall_s": w} for s, w in ((5.9, 1), (4.7, 2), (4.8, 3))]
+    row = median_row(runs)
+    assert row["samples_per_s"] == 4.8 and row["wall_s"] == 3
+    assert row["samples_per_s_each"] == [5.9, 4.7, 4.8]
+    assert median_row(runs[:2])["samples_per_s"] == 4.7       # even count: the lower middle

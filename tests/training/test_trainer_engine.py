@@ -1,0 +1,35 @@
+"""The Trainer variant: the precision it trains at comes from the config, and its rate counts training only."""
+from __future__ import annotations
+
+import torch
+
+from tests.training.test_loop import tiny_cfg, toy_tokenized
+from training.model import load_model
+from training.trainer_engine import fit_with_trainer
+
+
+def autocast_seen(cfg, tokenized, tok, out):
+    """Whether forward passes in training ran under CPU autocast, and the fit's result."""
+    model = load_model(cfg, training=True)
+    seen: set[bool] = set()
+    model.register_forward_hook(lambda m, i, o: seen.add(torch.is_autocast_enabled("cpu")) if m.training else None)
+    result = fit_with_trainer(cfg, model, tokenized, out, tokenizer=tok, log=lambda m: None)
+    return seen, result
+
+
+def test_precision_follows_the_config_not_an_earlier_trainer_or_the_environment(tiny_model_dir, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")     # as a bf16 Trainer leaves it
+    tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=16)
+    fp32, result = autocast_seen(tiny_cfg(tiny_model_dir, tmp_path / "a", "epochs=1", "engine=trainer"),
+                               tokenized, tok, tmp_path / "a")
+    assert fp32 == {False}
+    # the rate leaves out the evaluation and checkpoint after the epoch, which train_seconds holds
+    assert result.samples_per_second > 64 / result.train_seconds > 0
+    bf16, _ = autocast_seen(tiny_cfg(tiny_model_dir, tmp_path / "b", "epochs=1", "engine=trainer", "precision=bf16"),
+                            tokenized, tok, tmp_path / "b")
+    assert bf16 == {True}
+    fp32_again, _ = autocast_seen(tiny_cfg(tiny_model_dir, tmp_path / "c", "epochs=1", "engine=trainer"),
+                                  tokenized, tok, tmp_path / "c")
+    assert fp32_again == {False}
