@@ -9,14 +9,17 @@ Goal: manual >= Trainer at the same precision; bf16 + length grouping >= 2x fp32
 Every variant runs --repeats times, the variants alternating round by round (this shared machine
 drifts by 5-10% between runs); the table takes each variant's median and keeps every run's rate.
 
-`--accuracy` instead fine-tunes the manual loop twice from the same seed on the same reviews,
-fp32 and bf16 autocast (length-grouped), for --steps steps, and compares validation accuracy and
-macro F1 on --valid held-out reviews (results/bench_train_accuracy.json by default).
+`--accuracy` instead fine-tunes the manual loop from the same seed on the same reviews in fp32 and
+in bf16 autocast (length-grouped), and in bf16 with torch's own dropout instead of FastDropout,
+for --steps steps each, and compares validation accuracy and macro F1 on --valid held-out reviews
+(results/bench_train_accuracy.json by default).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +38,12 @@ VARIANTS = [  # name, engine, precision, grouped, pad_to_max
 ]
 
 
-def measure(name, engine, precision, grouped, pad, args, tokenized, tokenizer, work: Path) -> dict:
+# --accuracy also trains with torch's own dropout, to show what FastDropout does to accuracy
+ACCURACY_EXTRA = ("manual bf16 grouped, torch dropout", "manual", "bf16", True, False, ("fast_dropout=false",))
+
+
+def measure(name, engine, precision, grouped, pad, args, tokenized, tokenizer, work: Path,
+            extra: tuple[str, ...] = ()) -> dict:
     from training.config import load_config
     from training.loop import fit
     from training.model import load_model
@@ -45,7 +53,7 @@ def measure(name, engine, precision, grouped, pad, args, tokenized, tokenizer, w
     cfg = load_config(args.recipe, [f"engine={engine}", f"precision={precision}", f"group_by_length={grouped}",
                                     f"pad_to_max={pad}", f"max_length={args.max_length}",
                                     f"batch_size={args.batch_size}", "epochs=1", f"max_steps={args.steps}",
-                                    "patience=0", "tensorboard=false", f"output_dir={out}", "checkpoint_every=0"])
+                                    "patience=0", "tensorboard=false", f"output_dir={out}", "checkpoint_every=0", *extra])
     model = load_model(cfg, training=True)
     t0 = time.perf_counter()
     if engine == "trainer":
@@ -60,6 +68,39 @@ def measure(name, engine, precision, grouped, pad, args, tokenized, tokenizer, w
         row.update(valid_accuracy=res.history[-1]["valid_accuracy"], valid_macro_f1=res.history[-1]["valid_macro_f1"])
     print(f"{name:<24} {row['samples_per_s']:>8.2f} samples/s", file=sys.stderr, flush=True)
     return row
+
+
+def prepare(base, args):
+    """The same n training reviews (a fixed random sample) and a small valid set for every variant."""
+    from datasets import DatasetDict
+
+    from training.data import load_splits, tokenize_splits
+    from training.model import load_tokenizer
+
+    splits = load_splits(base)
+    tokenizer = load_tokenizer(base)
+    tokenized = tokenize_splits(splits, tokenizer, base)
+    n = args.steps * args.batch_size
+    return DatasetDict(train=tokenized["train"].shuffle(seed=0).select(range(n)),
+                       valid=tokenized["valid"].select(range(min(args.valid, len(tokenized["valid"]))))), tokenizer
+
+
+def argv_for_child(args) -> list[str]:
+    return ["--recipe", args.recipe, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+            "--max-length", str(args.max_length), "--valid", str(args.valid)] + (["--data", args.data] if args.data else [])
+
+
+def run_isolated(variant: str, child_argv: list[str], out: Path) -> dict:
+    """One run of one variant in a fresh Python process; its row, with the valid-set size."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_train", *child_argv, "--variant", variant,
+                           "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_train: the {variant!r} run failed:\n{proc.stderr[-3000:]}")
+    print(proc.stderr.strip().splitlines()[-1], file=sys.stderr, flush=True)
+    child = json.loads(out.read_text())
+    return {**child["rows"][0], "valid_reviews": child["valid_reviews"]}
 
 
 def median_row(runs: list[dict]) -> dict:
@@ -80,31 +121,30 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="")
     ap.add_argument("--accuracy", action="store_true", help="fp32 vs bf16 validation accuracy instead of speed")
     ap.add_argument("--valid", type=int, default=32, help="validation reviews (use ~500 with --accuracy)")
+    ap.add_argument("--variant", default="", help=argparse.SUPPRESS)   # one variant, in this process
     args = ap.parse_args(argv)
     args.out = args.out or ("results/bench_train_accuracy.json" if args.accuracy else "results/bench_train.json")
-    variants = ([v for v in VARIANTS if v[0] in ("manual fp32 grouped", "manual bf16 grouped")]
+    variants = ([v for v in VARIANTS if v[0] in ("manual fp32 grouped", "manual bf16 grouped")] + [ACCURACY_EXTRA]
                 if args.accuracy else VARIANTS)
-
-    from datasets import DatasetDict
-
+    variants = [v for v in variants if not args.only or any(s.strip() in v[0] for s in args.only.split(","))]
+    if args.variant:
+        variants = [v for v in variants if v[0] == args.variant]
     from training.config import load_config
-    from training.data import load_splits, tokenize_splits
-    from training.model import load_tokenizer
 
     n = args.steps * args.batch_size
     base = load_config(args.recipe, [f"max_length={args.max_length}"] + ([f"data={args.data}"] if args.data else []))
-    splits = load_splits(base)
-    tokenizer = load_tokenizer(base)
-    tokenized = tokenize_splits(splits, tokenizer, base)
-    # the same n training reviews (a fixed random sample) and a small valid set for every variant
-    tokenized = DatasetDict(train=tokenized["train"].shuffle(seed=0).select(range(n)),
-                            valid=tokenized["valid"].select(range(min(args.valid, len(tokenized["valid"])))))
-    variants = [v for v in variants if not args.only or any(s.strip() in v[0] for s in args.only.split(","))]
     runs: dict[str, list[dict]] = {v[0]: [] for v in variants}
     with tempfile.TemporaryDirectory() as work:
-        for round_ in range(1 if args.accuracy else max(1, args.repeats)):
+        if args.accuracy or args.variant:
+            tokenized, tokenizer = prepare(base, args)
+            valid_reviews = len(tokenized["valid"])
             for v in variants:
-                runs[v[0]].append(measure(*v, args, tokenized, tokenizer, Path(work) / str(round_)))
+                runs[v[0]].append(measure(*v[:5], args, tokenized, tokenizer, Path(work), *v[5:]))
+        else:  # each run in a fresh process: in one process, fp32 ran 20-25% slower after the bf16 runs
+            for round_ in range(max(1, args.repeats)):
+                for v in variants:
+                    runs[v[0]].append(run_isolated(v[0], argv_for_child(args), Path(work) / f"{round_}.json"))
+            valid_reviews = [r.pop("valid_reviews") for rs in runs.values() for r in rs][0]
     rows = [median_row(r) for r in runs.values()]
     by = {r["variant"]: r["samples_per_s"] for r in rows}
     ratios = {}
@@ -113,13 +153,15 @@ def main(argv=None) -> int:
     for p in ("fp32", "bf16"):
         if f"manual {p} grouped" in by and f"trainer {p} grouped" in by:
             ratios[f"manual {p} / trainer {p}"] = round(by[f"manual {p} grouped"] / by[f"trainer {p} grouped"], 2)
-    if args.accuracy and len(rows) == 2:
-        fp32, bf16 = rows
-        gain = bf16["valid_accuracy"] - fp32["valid_accuracy"]
-        ratios["valid accuracy bf16 - fp32 (points)"] = round(100 * gain, 2)
+    if args.accuracy and len(rows) == 3:
+        fp32, bf16, torch_dropout = rows
+        ratios["valid accuracy bf16 - fp32 (points)"] = round(100 * (bf16["valid_accuracy"] - fp32["valid_accuracy"]), 2)
         ratios["bf16 / fp32 speed"] = round(bf16["samples_per_s"] / fp32["samples_per_s"], 2)
+        ratios["valid accuracy FastDropout - torch dropout (points)"] = round(
+            100 * (bf16["valid_accuracy"] - torch_dropout["valid_accuracy"]), 2)
+        ratios["FastDropout / torch dropout speed"] = round(bf16["samples_per_s"] / torch_dropout["samples_per_s"], 2)
     result = {"benchmark": "bench_train_accuracy" if args.accuracy else "bench_train",
-              "valid_reviews": len(tokenized["valid"]), "model": base.model, "max_length": args.max_length,
+              "valid_reviews": valid_reviews, "model": base.model, "max_length": args.max_length,
               "batch_size": args.batch_size, "steps": args.steps, "samples": n, "repeats": len(next(iter(runs.values()))),
               "rows": rows, "ratios": ratios,
               "provenance": provenance({"train": base.data, "samples": n})}

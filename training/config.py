@@ -59,7 +59,6 @@ class TrainConfig:
     step_size: int = 1                    # step: epochs between lr drops (StepLR)
     gamma: float = 0.5                    # step: lr factor at each drop
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
-    attention: Literal["auto", "eager", "sdpa"] = "auto"  # auto: eager on the CPU if attention dropout > 0
     fast_dropout: bool = True             # CPU training: 64 random bits per draw (training/fast_dropout.py)
     freeze_epochs: int = 0                # epochs with embeddings + lower layers frozen
     freeze_layers: int = 3                # how many lower encoder layers to freeze then

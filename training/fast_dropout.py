@@ -7,10 +7,22 @@ per call of the same generator (so `torch.manual_seed` still makes runs repeatab
 them as four 16-bit lanes and keeps an element when its lane clears a threshold: a
 Bernoulli mask with the drop probability rounded to 1/65536 (0.1 -> 0.100006), rescaled by
 the exact keep probability so that the expected output equals the input.
+
+Two places use it: `use_fast_dropout` swaps the model's nn.Dropout modules, and
+`fast_attention_dropout` (a torch function mode, active around the forward pass) runs
+`scaled_dot_product_attention` calls that have dropout through `sdpa_with_fast_dropout`:
+torch has no fused CPU kernel for attention with dropout and falls back to its math path
+with the slow dropout.
 """
 from __future__ import annotations
 
+import math
+from contextlib import nullcontext
+
 import torch
+from torch.overrides import TorchFunctionMode
+
+_SDPA = torch.nn.functional.scaled_dot_product_attention
 
 _LANES = 65536  # 16-bit lanes: the drop probability's resolution
 
@@ -60,3 +72,49 @@ def use_fast_dropout(model: torch.nn.Module) -> int:
                 setattr(module, name, FastDropout(child.p).train(child.training))
                 swapped += 1
     return swapped
+
+
+def sdpa_with_fast_dropout(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                           enable_gqa=False):
+    """torch's math path of scaled_dot_product_attention (the one its CPU backend runs when
+    dropout_p > 0), with the dropout mask from `keep_mask`.
+
+    As in torch: inputs in the autocast dtype when autocast is on, both q and k scaled by
+    sqrt(scale), boolean masks select and float masks add.
+    """
+    dtype = torch.get_autocast_dtype(query.device.type) if torch.is_autocast_enabled(query.device.type) else query.dtype
+    q, k, v = query.to(dtype), key.to(dtype), value.to(dtype)
+    if enable_gqa and k.shape[-3] != q.shape[-3]:
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+        v = v.repeat_interleave(q.shape[-3] // v.shape[-3], dim=-3)
+    root = math.sqrt(scale if scale is not None else 1.0 / math.sqrt(q.shape[-1]))
+    with torch.autocast(query.device.type, enabled=False):
+        scores = (q * root) @ (k * root).transpose(-2, -1)
+        if is_causal:
+            causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+            scores = scores.masked_fill(~causal, float("-inf"))
+        if attn_mask is not None:
+            scores = (scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
+                      else scores + attn_mask.to(dtype))
+        probs = scores.softmax(dim=-1)
+        if dropout_p > 0:
+            keep, rescale = keep_mask(probs.shape, dropout_p, probs.device)
+            probs = _KeepMask.apply(probs, keep, rescale)
+        return probs @ v
+
+
+class _FastAttentionDropout(TorchFunctionMode):
+    """Sends scaled_dot_product_attention calls with dropout to `sdpa_with_fast_dropout`."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is _SDPA:
+            p = kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)
+            if p > 0:
+                return sdpa_with_fast_dropout(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def fast_attention_dropout(enabled: bool = True):
+    """A context for the training forward pass: attention dropout through FastDropout's mask."""
+    return _FastAttentionDropout() if enabled else nullcontext()

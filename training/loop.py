@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from shared.atomic import atomic_path
 from training.config import TrainConfig
+from training.fast_dropout import fast_attention_dropout
 from training.metrics import accuracy_f1
 from training.model import set_lower_frozen
 
@@ -325,6 +326,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
     t_start, seen = time.perf_counter(), 0
     stopped_early = False
     pad_to = cfg.max_length if cfg.pad_to_max else None
+    fast_dropout = cfg.fast_dropout and device.type == "cpu"
     for epoch in range(state.epoch, cfg.epochs):
         if cfg.freeze_epochs:
             set_lower_frozen(_unwrap(model), cfg.freeze_layers, frozen=epoch < cfg.freeze_epochs)
@@ -340,7 +342,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
             labels = batch["labels"]
             sync = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(batches)
             ctx = model.no_sync() if world > 1 and not sync else nullcontext()
-            with ctx, autocast_for(cfg.precision, device):
+            with ctx, autocast_for(cfg.precision, device), fast_attention_dropout(fast_dropout):
                 loss = compute_loss(model, dict(batch)) / cfg.grad_accum
             (scaler.scale(loss) if scaler else loss).backward()
             if sync:

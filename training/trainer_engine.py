@@ -11,6 +11,7 @@ import torch
 from transformers import TrainerCallback
 
 from training.config import TrainConfig
+from training.fast_dropout import fast_attention_dropout
 from training.loop import FitResult, class_weighted_loss, make_optimizer, make_scheduler, save_model
 from training.metrics import accuracy_f1
 
@@ -26,11 +27,13 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
     valid = tokenized["valid"].remove_columns([c for c in tokenized["valid"].column_names
                                                if c not in ("input_ids", "labels", "length")])
     loss_of = class_weighted_loss(tokenized["train"]["labels"], cfg.num_labels)
+    fast_dropout = cfg.fast_dropout and not torch.cuda.is_available()
 
     class WeightedTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
-            outputs = model(**inputs)
+            with fast_attention_dropout(fast_dropout):
+                outputs = model(**inputs)
             loss = loss_of(outputs.logits, labels)
             return (loss, outputs) if return_outputs else loss
 

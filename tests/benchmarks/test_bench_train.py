@@ -13,13 +13,15 @@ def test_accuracy_mode_trains_fp32_and_bf16_and_writes_the_comparison(toy_csv, t
                  "--max-length", "32", "--valid", "16", "--out", str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["benchmark"] == "bench_train_accuracy" and d["valid_reviews"] == 16 and d["samples"] == 24
-    assert [r["variant"] for r in d["rows"]] == ["manual fp32 grouped", "manual bf16 grouped"]
+    assert [r["variant"] for r in d["rows"]] == ["manual fp32 grouped", "manual bf16 grouped",
+                                                 "manual bf16 grouped, torch dropout"]
     for r in d["rows"]:
         assert r["samples_per_s"] > 0 and 0 <= r["valid_accuracy"] <= 1 and 0 <= r["valid_macro_f1"] <= 1
-    a, b = d["rows"]
-    gain = round(100 * (b["valid_accuracy"] - a["valid_accuracy"]), 2)
-    assert d["ratios"]["valid accuracy bf16 - fp32 (points)"] == gain
+    a, b, c = d["rows"]
+    assert d["ratios"]["valid accuracy bf16 - fp32 (points)"] == round(100 * (b["valid_accuracy"] - a["valid_accuracy"]), 2)
     assert d["ratios"]["bf16 / fp32 speed"] == round(b["samples_per_s"] / a["samples_per_s"], 2)
+    assert d["ratios"]["valid accuracy FastDropout - torch dropout (points)"] == round(
+        100 * (b["valid_accuracy"] - c["valid_accuracy"]), 2)
     assert d["provenance"]["command"]
 
 
@@ -31,3 +33,18 @@ def test_median_row_keeps_the_middle_run_and_every_rate():
     assert row["samples_per_s"] == 4.8 and row["wall_s"] == 3
     assert row["samples_per_s_each"] == [5.9, 4.7, 4.8]
     assert median_row(runs[:2])["samples_per_s"] == 4.7       # even count: the lower middle
+
+
+def test_speed_mode_runs_each_variant_in_its_own_process_and_takes_medians(toy_csv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "speed.json"
+    assert main(["--recipe", "default", "--data", str(toy_csv), "--steps", "2", "--batch-size", "4",
+                 "--max-length", "32", "--valid", "8", "--repeats", "2", "--only", "manual fp32 padded,manual bf16 grouped",
+                 "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["repeats"] == 2 and d["valid_reviews"] == 8 and d["samples"] == 8
+    assert [r["variant"] for r in d["rows"]] == ["manual fp32 padded", "manual bf16 grouped"]
+    for r in d["rows"]:
+        assert len(r["samples_per_s_each"]) == 2 and r["samples_per_s"] == min(r["samples_per_s_each"])
+    fp32, bf16 = (r["samples_per_s"] for r in d["rows"])
+    assert d["ratios"]["manual bf16 grouped / manual fp32 padded"] == round(bf16 / fp32, 2)

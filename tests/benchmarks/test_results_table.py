@@ -76,3 +76,31 @@ def test_gpu_runs_report_time_per_epoch_and_targets_judged_on_the_first(tmp_path
             "results/imdb_default_edge_int8.json`") in text
     assert text.index("default recipe, 3 epochs") < text.index("gpu recipe: 512 tokens")
     assert "| 93.05% | 93.05% | 90.9 MB | `train-classify train --recipe gpu` |" in text   # reproduce wins
+
+
+def test_training_speed_shows_medians_each_run_and_the_goals(tmp_path):
+    def row(name, runs):
+        return {"variant": name, "samples_per_s": sorted(runs)[1], "samples_per_s_each": runs}
+
+    rows = [row("manual fp32 padded", [5.86, 4.68, 4.71]), row("manual bf16 grouped", [10.64, 12.22, 11.44]),
+            row("trainer fp32 grouped", [5.2, 5.3, 5.1]), row("trainer bf16 grouped", [9.4, 9.2, 9.1])]
+    write(tmp_path, "bench_train", {"model": "pkg:m", "samples": 192, "max_length": 256, "batch_size": 16,
+                                    "repeats": 3, "rows": rows,
+                                    "ratios": {"manual bf16 grouped / manual fp32 padded": 2.43,
+                                               "manual fp32 / trainer fp32": 0.95, "manual bf16 / trainer bf16": 1.24},
+                                    "provenance": prov("python -m benchmarks.bench_train")})
+    write(tmp_path, "bench_train_accuracy", {
+        "steps": 100, "batch_size": 16, "samples": 1600, "max_length": 128, "valid_reviews": 500,
+        "rows": [{"variant": v, "valid_accuracy": a, "valid_macro_f1": a} for v, a in
+                 (("manual fp32 grouped", 0.818), ("manual bf16 grouped", 0.828),
+                  ("manual bf16 grouped, torch dropout", 0.822))],
+        "ratios": {"valid accuracy bf16 - fp32 (points)": 1.0, "bf16 / fp32 speed": 1.5,
+                   "valid accuracy FastDropout - torch dropout (points)": 0.6, "FastDropout / torch dropout speed": 1.3},
+        "provenance": prov("python -m benchmarks.bench_train --accuracy")})
+    assert main(["--results", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "## Training speed (same model and reviews, median of 3 alternating runs)" in text
+    assert "| manual bf16 grouped | 11.44 | 10.64, 12.22, 11.44 |" in text
+    assert "bf16 + grouping >= 2x fp32 padded: met (2.43x); manual loop >= Trainer: NOT met (fp32 0.95x" in text
+    assert "| manual bf16 grouped, torch dropout | 82.20% | 82.20% |" in text
+    assert "FastDropout minus torch's dropout (both bf16): +0.60 points, 1.30x the samples/s." in text

@@ -1,11 +1,14 @@
 """FastDropout: a Bernoulli mask from 64-bit draws that behaves like nn.Dropout, and where it is used."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from training.config import load_config
-from training.fast_dropout import FastDropout, keep_mask, use_fast_dropout
+from training.fast_dropout import (FastDropout, fast_attention_dropout, keep_mask, sdpa_with_fast_dropout,
+                                   use_fast_dropout)
 from training.model import load_model
 
 N = 1_000_003  # odd, so the last 64-bit draw is only partly used
@@ -78,24 +81,82 @@ def test_swap_replaces_every_dropout_and_keeps_weights_and_eval_outputs(tiny_mod
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU training set-up")
-def test_cpu_training_loads_eager_attention_with_fast_dropout(tiny_model_dir):
-    def loaded(*overrides, training=True):
+def test_cpu_training_loads_fast_dropout_only_for_training(tiny_model_dir):
+    def fast(*overrides, training=True):
         model = load_model(load_config("tiny", [f"model={tiny_model_dir}", *overrides]), training=training)
-        return model.config._attn_implementation, any(isinstance(m, FastDropout) for m in model.modules())
+        return any(isinstance(m, FastDropout) for m in model.modules())
 
-    assert loaded() == ("eager", True)                 # the tiny BERT drops attention probabilities (0.1)
-    assert loaded(training=False) == ("sdpa", False)   # inference keeps the fused kernel
-    assert loaded("fast_dropout=false") == ("eager", False)
-    assert loaded("attention=sdpa") == ("sdpa", True)
+    assert fast() and not fast(training=False) and not fast("fast_dropout=false")
 
 
-def test_auto_attention_is_eager_only_when_the_model_drops_attention_probabilities():
-    from transformers import BertConfig, DistilBertConfig
+def attention_inputs(seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, 3, 7, 8, generator=g, dtype=dtype, requires_grad=True) for _ in range(3))
+    mask = torch.zeros(2, 1, 1, 7, dtype=dtype)
+    mask[1, ..., 5:] = torch.finfo(dtype).min                  # the second text is 5 tokens long
+    return q, k, v, mask
 
-    from training.model import attention_for_training
 
-    cfg = load_config("tiny")
-    assert attention_for_training(cfg, BertConfig(attention_probs_dropout_prob=0.0)) is None
-    assert attention_for_training(cfg, BertConfig(attention_probs_dropout_prob=0.1)) == "eager"
-    assert attention_for_training(cfg, DistilBertConfig(attention_dropout=0.1)) == "eager"
-    assert attention_for_training(load_config("tiny", ["attention=sdpa"]), BertConfig()) == "sdpa"
+def reference_attention(q, k, v, mask, keep, rescale):
+    """Attention in float64 with a given dropout mask."""
+    q, k, v, mask = (t.double() for t in (q, k, v, mask))
+    probs = ((q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1]) + mask).softmax(-1)
+    return (probs * keep * rescale) @ v
+
+
+def test_attention_with_fast_dropout_is_attention_with_that_mask_forward_and_backward():
+    q, k, v, mask = attention_inputs()
+    torch.manual_seed(4)
+    out = sdpa_with_fast_dropout(q, k, v, attn_mask=mask, dropout_p=0.25)
+    torch.manual_seed(4)
+    keep, rescale = keep_mask(torch.Size([2, 3, 7, 7]), 0.25, torch.device("cpu"))
+    assert 0 < keep.float().mean() < 1
+    q2, k2, v2, _ = attention_inputs()
+    ref = reference_attention(q2, k2, v2, mask, keep, rescale)
+    assert torch.allclose(out.double(), ref, atol=1e-5)
+    out.sum().backward()
+    ref.sum().backward()
+    for a, b in ((q, q2), (k, k2), (v, v2)):
+        assert torch.allclose(a.grad.double(), b.grad.double(), atol=1e-5)
+
+
+def test_attention_with_fast_dropout_runs_in_the_autocast_dtype():
+    q, k, v, mask = attention_inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sdpa_with_fast_dropout(q, k, v, attn_mask=mask, dropout_p=0.1)
+    assert out.dtype == torch.bfloat16
+    torch.manual_seed(5)
+    without = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(sdpa_with_fast_dropout(q, k, v, attn_mask=mask), without, atol=1e-5)   # p = 0
+
+
+def test_the_mode_reroutes_only_attention_with_dropout():
+    q, k, v, mask = attention_inputs()
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    plain = sdpa(q, k, v, attn_mask=mask)
+    with fast_attention_dropout():
+        assert torch.equal(sdpa(q, k, v, attn_mask=mask), plain)           # no dropout: torch's kernel
+        torch.manual_seed(6)
+        routed = sdpa(q, k, v, attn_mask=mask, dropout_p=0.3)
+        torch.manual_seed(6)
+        positional = sdpa(q, k, v, mask, 0.3)
+    torch.manual_seed(6)
+    assert torch.equal(routed, sdpa_with_fast_dropout(q, k, v, attn_mask=mask, dropout_p=0.3))
+    assert torch.equal(positional, routed)
+    with fast_attention_dropout(enabled=False):
+        torch.manual_seed(6)
+        assert not torch.equal(sdpa(q, k, v, attn_mask=mask, dropout_p=0.3), routed)   # torch's own dropout
+
+
+def test_training_on_the_cpu_sends_attention_dropout_through_the_mode(tiny_model_dir, tmp_path, monkeypatch):
+    from tests.training.test_loop import tiny_cfg, toy_tokenized
+    from training import fast_dropout
+    from training.loop import fit
+
+    calls = []
+    real = fast_dropout.sdpa_with_fast_dropout
+    monkeypatch.setattr(fast_dropout, "sdpa_with_fast_dropout", lambda *a, **k: calls.append(1) or real(*a, **k))
+    tokenized, tok = toy_tokenized(tiny_model_dir, n_train=32, n_valid=16)
+    cfg = tiny_cfg(tiny_model_dir, tmp_path, "epochs=1")
+    fit(cfg, load_model(cfg, training=True), tokenized, tmp_path, tokenizer=tok, log=lambda m: None)
+    assert len(calls) == 2 * 2           # 2 batches of 16, 2 attention layers; none in evaluation
