@@ -99,7 +99,7 @@ def test_training_speed_shows_medians_each_run_and_the_goals(tmp_path):
         "provenance": prov("python -m benchmarks.bench_train --accuracy")})
     assert main(["--results", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
-    assert "## Training speed (same model and reviews, median of 3 alternating runs)" in text
+    assert "## Training speed (same model and reviews, median of 3 alternating runs, each in a fresh process)" in text
     assert "| manual bf16 grouped | 11.44 | 10.64, 12.22, 11.44 |" in text
     assert "bf16 + grouping >= 2x fp32 padded: met (2.43x); manual loop >= Trainer: NOT met (fp32 0.95x" in text
     assert "| manual bf16 grouped, torch dropout | 82.20% | 82.20% |" in text
