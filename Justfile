@@ -98,6 +98,10 @@ bench-compress *ARGS:
 bench-edge *ARGS:
     python -m benchmarks.bench_edge {{ARGS}}
 
+# Where an int8 bundle's time goes: per-operator shares, int8 product rate, attention core share -> results/profile_edge.json
+profile-edge *ARGS:
+    python -m benchmarks.profile_edge {{ARGS}}
+
 # AVX2-only CPUs: int8 bundle native vs under qemu-x86_64 -cpu Haswell (no AVX-512/VNNI); installs qemu-user if missing -> results/avx2_check.json: ./dev avx2-check --int8-bundle B8 --fp32-bundle B32
 avx2-check *ARGS:
     #!/usr/bin/env bash

@@ -35,6 +35,7 @@ COMMANDS = {
     "bench_edge": "./dev bench-edge --int8-bundle runs/gpu-imdb-default/bundles/int8 "
                   "--fp32-bundle runs/gpu-imdb-default/bundles/fp32 --torch-model runs/gpu-imdb-default/best",
     "bench_train": "./dev bench-train",
+    "profile_edge": "./dev profile-edge --bundle runs/gpu-imdb-default/bundles/int8",
     "bench_train_accuracy": "./dev bench-train --accuracy --steps 100 --max-length 128 --valid 500",
     "avx2_check": "./dev avx2-check --int8-bundle runs/gpu-imdb-default/bundles/int8 "
                   "--fp32-bundle runs/gpu-imdb-default/bundles/fp32",
@@ -164,14 +165,26 @@ def edge_section(r: Path) -> list[str]:
                 "", "Why not 4x here: the int8 path already runs onnxruntime's fused BERT graph with VNNI "
                 "kernels, one review per run with as many reviews at once as threads (the fastest setting "
                 "measured for dynamic INT8, docs/decisions.md), with no padding, tokenising while it scores. "
-                "Profiled per review (256 tokens, one thread, onnxruntime's profiler): the int8 matrix products run "
-                "near this CPU's VNNI peak (about 190 GMAC/s), and about a third of the time is the attention "
-                "core (QK^T, softmax, PV over 12 heads of 32), which onnxruntime computes in fp32: its CPU "
-                "kernels have no int8 attention. This machine has AVX-512 VNNI but no AMX, and the issue's 4x "
+                + profile_sentence(r) + " This machine has AVX-512 VNNI but no AMX, and the issue's 4x "
                 f"assumed AMX (Sapphire Rapids). fp32 ONNX is {d['fp32_speedup_vs_torch']:.2f}x the pipeline, so int8 itself adds about "
                 f"{d['int8_speedup_vs_torch'] / d['fp32_speedup_vs_torch']:.1f}x."]),
             "", f"AVX2-only run: {d.get('int8_avx2_only')}", "", f"Machine and versions: {_machine(d)}"]
     return out
+
+
+def profile_sentence(r: Path) -> str:
+    """What results/profile_edge.json says of one int8 review's time, with its command."""
+    p = _load(r, "profile_edge")
+    if not p or p.get("int8_gemm_gmac_per_s") is None:
+        return f"(Per-operator profile not measured yet: `{COMMANDS['profile_edge']}`.)"
+    top = ", ".join(f"{op} {share:.0%}" for op, share in list(p["op_share"].items())[:4])
+    core = p.get("attention_core_share")
+    return (f"Profiled one review at a time (`{_cmd(p, 'profile_edge')}`: {p['reviews']} reviews of {p['tokens']} tokens, "
+            f"one thread, onnxruntime's profiler; {p['ms_per_review']:.1f} ms a review): {top}. The int8 matrix "
+            f"products run at {p['int8_gemm_gmac_per_s']:.0f} GMAC/s, near this CPU's VNNI peak, and "
+            + (f"{core:.0%} of the time is the attention core (QK^T, softmax, PV over 12 heads of 32, "
+               f"{p['attention_core_gflop_per_s']:.0f} GFLOP/s), " if core else "the attention core (QK^T, softmax, PV), ")
+            + "which onnxruntime computes in fp32: its CPU kernels have no int8 attention.")
 
 
 def train_speed_section(r: Path) -> list[str]:

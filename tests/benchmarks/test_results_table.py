@@ -104,3 +104,19 @@ def test_training_speed_shows_medians_each_run_and_the_goals(tmp_path):
     assert "bf16 + grouping >= 2x fp32 padded: met (2.43x); manual loop >= Trainer: NOT met (fp32 0.95x" in text
     assert "| manual bf16 grouped, torch dropout | 82.20% | 82.20% |" in text
     assert "FastDropout minus torch's dropout (both bf16): +0.60 points, 1.30x the samples/s." in text
+
+
+def test_edge_shortfall_is_explained_from_the_recorded_profile(tmp_path):
+    from benchmarks.results_table import profile_sentence
+
+    assert "not measured yet: `./dev profile-edge" in profile_sentence(tmp_path)
+    write(tmp_path, "profile_edge", {"reviews": 20, "tokens": 256, "ms_per_review": 26.63,
+                                     "op_share": {"QAttention": 0.4605, "DynamicQuantizeMatMul": 0.4098,
+                                                  "BiasGelu": 0.0771, "LayerNormalization": 0.0277, "Add": 0.0124},
+                                     "int8_gemm_gmac_per_s": 186.8, "attention_core_share": 0.324,
+                                     "attention_core_gflop_per_s": 70.0,
+                                     "provenance": prov("python -m benchmarks.profile_edge --bundle B8")})
+    text = profile_sentence(tmp_path)
+    assert "(`python -m benchmarks.profile_edge --bundle B8`: 20 reviews of 256 tokens" in text
+    assert "26.6 ms a review): QAttention 46%, DynamicQuantizeMatMul 41%, BiasGelu 8%, LayerNormalization 3%." in text
+    assert "run at 187 GMAC/s" in text and "32% of the time is the attention core" in text and "70 GFLOP/s" in text
