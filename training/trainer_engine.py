@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transformers import TrainerCallback
-
 from training.config import TrainConfig
-from training.fast_dropout import fast_attention_dropout
+from training.fast_dropout import fast_dropout_mode
 from training.loop import FitResult, class_weighted_loss, make_optimizer, make_scheduler, save_model
 from training.metrics import accuracy_f1
 
@@ -32,7 +30,7 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
     class WeightedTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
-            with fast_attention_dropout(fast_dropout):
+            with fast_dropout_mode(fast_dropout):
                 outputs = model(**inputs)
             loss = loss_of(outputs.logits, labels)
             return (loss, outputs) if return_outputs else loss
@@ -42,6 +40,8 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
 
     # TrainingArguments takes its precision from this variable when bf16/fp16 are off, and sets it
     # when they are on: a bf16 Trainer would turn every later fp32 Trainer in the process to bf16.
+    # Set from the config while the Trainer is built, then put back.
+    saved_precision = os.environ.get("ACCELERATE_MIXED_PRECISION")
     os.environ["ACCELERATE_MIXED_PRECISION"] = {"fp32": "no"}.get(cfg.precision, cfg.precision)
     args = TrainingArguments(
         output_dir=str(out_dir / "trainer"), per_device_train_batch_size=cfg.batch_size,
@@ -54,7 +54,7 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
         seed=cfg.seed, report_to=["tensorboard"] if cfg.tensorboard else [], logging_dir=str(out_dir / "tb"),
         logging_steps=20, disable_tqdm=False, dataloader_num_workers=0, save_safetensors=True,
     )
-    timer = _EpochTimer()
+    timer = _epoch_timer()
     callbacks = [timer] + ([EarlyStoppingCallback(cfg.patience)] if cfg.patience else [])
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8,
                                        padding="max_length" if cfg.pad_to_max else True,
@@ -71,6 +71,10 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
                               processing_class=tokenizer, data_collator=collator,
                               compute_metrics=metrics, callbacks=callbacks,
                               optimizers=(optimizer, scheduler))
+    if saved_precision is None:
+        os.environ.pop("ACCELERATE_MIXED_PRECISION")
+    else:
+        os.environ["ACCELERATE_MIXED_PRECISION"] = saved_precision
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "trainer"))
     seconds = time.perf_counter() - t0
@@ -90,28 +94,32 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
                      train_seconds=seconds, samples_per_second=timer.samples_per_second(trainer, len(train)))
 
 
-class _EpochTimer(TrainerCallback):
-    """Seconds and optimizer steps inside training epochs, without the evaluation and checkpoint
-    saving after each epoch (Trainer's own train_samples_per_second counts those; the manual
-    loop's rate does not)."""
+def _epoch_timer():
+    """A callback timing training epochs: seconds and optimizer steps inside them, without the
+    evaluation and checkpoint saving after each epoch (Trainer's own train_samples_per_second
+    counts those; the manual loop's rate does not)."""
+    from transformers import TrainerCallback
 
-    def __init__(self) -> None:
-        self.seconds, self.steps, self.epochs = 0.0, 0, 0
-        self._start, self._first_step = 0.0, 0
+    class EpochTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds, self.steps, self.epochs = 0.0, 0, 0
+            self._start, self._first_step = 0.0, 0
 
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self._start, self._first_step = time.perf_counter(), state.global_step
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self._start, self._first_step = time.perf_counter(), state.global_step
 
-    def on_epoch_end(self, args, state, control, **kwargs):
-        self.seconds += time.perf_counter() - self._start
-        self.steps += state.global_step - self._first_step
-        self.epochs += 1
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self.seconds += time.perf_counter() - self._start
+            self.steps += state.global_step - self._first_step
+            self.epochs += 1
 
-    def samples_per_second(self, trainer, n_train: int) -> float:
-        """Samples per second of training; the last batch of an epoch counted as full, capped at the data."""
-        per_step = trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps
-        samples = min(self.steps * per_step, n_train * self.epochs)
-        return samples / self.seconds if self.seconds else 0.0
+        def samples_per_second(self, trainer, n_train: int) -> float:
+            """Samples a second of training; an epoch's last batch counted as full, capped at the data."""
+            per_step = trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps
+            samples = min(self.steps * per_step, n_train * self.epochs)
+            return samples / self.seconds if self.seconds else 0.0
+
+    return EpochTimer()
 
 
 def _last_checkpoint(folder: Path) -> str | None:

@@ -95,7 +95,7 @@ def test_training_speed_shows_medians_each_run_and_the_goals(tmp_path):
                  (("manual fp32 grouped", 0.818), ("manual bf16 grouped", 0.828),
                   ("manual bf16 grouped, torch dropout", 0.822))],
         "ratios": {"valid accuracy bf16 - fp32 (points)": 1.0, "bf16 / fp32 speed": 1.5,
-                   "valid accuracy FastDropout - torch dropout (points)": 0.6, "FastDropout / torch dropout speed": 1.3},
+                   "valid accuracy FastDropout - torch dropout (points)": 0.6},
         "provenance": prov("python -m benchmarks.bench_train --accuracy")})
     assert main(["--results", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
@@ -103,7 +103,7 @@ def test_training_speed_shows_medians_each_run_and_the_goals(tmp_path):
     assert "| manual bf16 grouped | 11.44 | 10.64, 12.22, 11.44 |" in text
     assert "bf16 + grouping >= 2x fp32 padded: met (2.43x); manual loop >= Trainer: NOT met (fp32 0.95x" in text
     assert "| manual bf16 grouped, torch dropout | 82.20% | 82.20% |" in text
-    assert "FastDropout minus torch's dropout (both bf16): +0.60 points, 1.30x the samples/s." in text
+    assert "FastDropout minus torch's dropout (both bf16): +0.60 points." in text
 
 
 def test_edge_shortfall_is_explained_from_the_recorded_profile(tmp_path):
@@ -118,5 +118,5 @@ def test_edge_shortfall_is_explained_from_the_recorded_profile(tmp_path):
                                      "provenance": prov("python -m benchmarks.profile_edge --bundle B8")})
     text = profile_sentence(tmp_path)
     assert "(`python -m benchmarks.profile_edge --bundle B8`: 20 reviews of 256 tokens" in text
-    assert "26.6 ms a review): QAttention 46%, DynamicQuantizeMatMul 41%, BiasGelu 8%, LayerNormalization 3%." in text
-    assert "run at 187 GMAC/s" in text and "32% of the time is the attention core" in text and "70 GFLOP/s" in text
+    assert "26.6 ms of kernel time a review): QAttention 46%, DynamicQuantizeMatMul 41%, BiasGelu 8%, LayerNormalization 3%." in text
+    assert "run at 187 GMAC/s on one core" in text and "32% of the time is the attention core" in text and "70 GFLOP/s" in text
