@@ -28,13 +28,13 @@ from pathlib import Path
 from shared.atomic import atomic_write_text
 from shared.provenance import provenance
 
-VARIANTS = [  # name, engine, precision, grouped, pad_to_max
-    ("manual fp32 padded", "manual", "fp32", False, True),
-    ("manual fp32 grouped", "manual", "fp32", True, False),
-    ("manual bf16 padded", "manual", "bf16", False, True),
-    ("manual bf16 grouped", "manual", "bf16", True, False),
-    ("trainer fp32 grouped", "trainer", "fp32", True, False),
-    ("trainer bf16 grouped", "trainer", "bf16", True, False),
+VARIANTS = [  # name, engine, precision, grouped, pad_to_max, further config overrides
+    ("manual fp32 padded", "manual", "fp32", False, True, ()),
+    ("manual fp32 grouped", "manual", "fp32", True, False, ()),
+    ("manual bf16 padded", "manual", "bf16", False, True, ()),
+    ("manual bf16 grouped", "manual", "bf16", True, False, ()),
+    ("trainer fp32 grouped", "trainer", "fp32", True, False, ()),
+    ("trainer bf16 grouped", "trainer", "bf16", True, False, ()),
 ]
 
 
@@ -42,8 +42,8 @@ VARIANTS = [  # name, engine, precision, grouped, pad_to_max
 ACCURACY_EXTRA = ("manual bf16 grouped, torch dropout", "manual", "bf16", True, False, ("fast_dropout=false",))
 
 
-def measure(name, engine, precision, grouped, pad, args, tokenized, tokenizer, work: Path,
-            extra: tuple[str, ...] = ()) -> dict:
+def measure(name, engine, precision, grouped, pad, extra: tuple[str, ...], args, tokenized, tokenizer,
+            work: Path) -> dict:
     from training.config import load_config
     from training.loop import fit
     from training.model import load_model
@@ -90,8 +90,8 @@ def argv_for_child(args) -> list[str]:
             "--max-length", str(args.max_length), "--valid", str(args.valid)] + (["--data", args.data] if args.data else [])
 
 
-def run_isolated(variant: str, child_argv: list[str], out: Path) -> dict:
-    """One run of one variant in a fresh Python process; its row, with the valid-set size."""
+def run_isolated(variant: str, child_argv: list[str], out: Path) -> tuple[dict, int]:
+    """One run of one variant in a fresh Python process: its row and the valid-set size."""
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_train", *child_argv, "--variant", variant,
@@ -100,7 +100,7 @@ def run_isolated(variant: str, child_argv: list[str], out: Path) -> dict:
         raise SystemExit(f"bench_train: the {variant!r} run failed:\n{proc.stderr[-3000:]}")
     print(proc.stderr.strip().splitlines()[-1], file=sys.stderr, flush=True)
     child = json.loads(out.read_text())
-    return {**child["rows"][0], "valid_reviews": child["valid_reviews"]}
+    return child["rows"][0], child["valid_reviews"]
 
 
 def median_row(runs: list[dict]) -> dict:
@@ -140,12 +140,12 @@ def main(argv=None) -> int:
             tokenized, tokenizer = prepare(base, args)
             valid_reviews = len(tokenized["valid"])
             for v in variants:
-                runs[v[0]].append(measure(*v[:5], args, tokenized, tokenizer, Path(work), *v[5:]))
+                runs[v[0]].append(measure(*v, args, tokenized, tokenizer, Path(work)))
         else:  # each run in a fresh process: in one process, fp32 ran 20-25% slower after the bf16 runs
             for round_ in range(max(1, args.repeats)):
                 for v in variants:
-                    runs[v[0]].append(run_isolated(v[0], argv_for_child(args), Path(work) / f"{round_}.json"))
-            valid_reviews = [r.pop("valid_reviews") for rs in runs.values() for r in rs][0]
+                    row, valid_reviews = run_isolated(v[0], argv_for_child(args), Path(work) / f"{round_}.json")
+                    runs[v[0]].append(row)
     rows = [median_row(r) for r in runs.values()]
     by = {r["variant"]: r["samples_per_s"] for r in rows}
     ratios = {}

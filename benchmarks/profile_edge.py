@@ -3,8 +3,8 @@
     python -m benchmarks.profile_edge --bundle B8 [--reviews 20] [--out results/profile_edge.json]
 
 Scores IMDB test reviews that fill the bundle's max_length (so every run has the same shape)
-through one onnxruntime session set up as the edge runtime's one-review runs are (one thread,
-the same optimisations), with onnxruntime's profiler on, and after --warmup runs sums the
+through the edge runtime's own session for one-review runs (edge.model._open_session, one
+thread), with onnxruntime's profiler on, and after --warmup runs sums the
 kernel time of each operator type. From the shapes it also works out the multiply-accumulates of
 the int8 matrix products (DynamicQuantizeMatMul, MatMulIntegerToFloat, and QAttention's Q/K/V
 projection) and so their rate, and estimates the share of the attention core (QK^T, softmax,
@@ -97,22 +97,16 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     import numpy as np
-    import onnxruntime as ort
 
     from benchmarks.bench_edge import load_sample
-    from edge.model import EdgeClassifier
-    from shared.bundle import ORT_DISABLED_OPTIMIZERS
+    from edge.model import EdgeClassifier, _open_session
 
     clf = EdgeClassifier(args.bundle, threads=1)
     texts, _ = load_sample(args.data, 5000, seed=0)
     ids = full_length_ids(clf, texts, args.warmup + args.reviews)
     with tempfile.TemporaryDirectory() as tmp:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.enable_profiling, so.profile_file_prefix = True, str(Path(tmp) / "profile")
-        sess = ort.InferenceSession(str(clf.folder / clf.manifest.model_file), sess_options=so,
-                                    providers=["CPUExecutionProvider"], disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
+        sess = _open_session(clf.folder / clf.manifest.model_file, 1, per_review=True,
+                             profile_prefix=str(Path(tmp) / "profile"))
         names = {i.name for i in sess.get_inputs()}
         for x in ids:
             row = np.asarray([x], dtype=np.int64)

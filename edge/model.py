@@ -218,10 +218,13 @@ def _open_tokenizer(path: Path):
     return tok
 
 
-def _open_session(path: Path, threads: int, per_review: bool = False):
+def _open_session(path: Path, threads: int, per_review: bool = False, profile_prefix: str | None = None):
+    """The edge runtime's onnxruntime session; `profile_prefix` turns on its profiler (benchmarks)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if profile_prefix:
+        so.enable_profiling, so.profile_file_prefix = True, profile_prefix
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

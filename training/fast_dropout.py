@@ -16,6 +16,7 @@ the mode (gradient checkpointing) would draw other masks: the loop does not chec
 """
 from __future__ import annotations
 
+import inspect
 import math
 from contextlib import nullcontext
 
@@ -24,6 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 _SDPA = torch.nn.functional.scaled_dot_product_attention
 _DROPOUT = torch.nn.functional.dropout
+_DROPOUT_SIGNATURE = inspect.signature(_DROPOUT)
 _LANES = 65536  # 16-bit lanes: the drop probability's resolution
 
 
@@ -100,12 +102,11 @@ class _FastDropoutMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is _DROPOUT:
-            x, p, training, inplace = (list(args) + [None] * 4)[:4]
-            x = kwargs.get("input", x)
-            p = kwargs.get("p", 0.5 if p is None else p)
-            training = kwargs.get("training", True if training is None else training)
-            if training and 0 < p and not kwargs.get("inplace", inplace):
-                return fast_dropout(x, p)
+            call = _DROPOUT_SIGNATURE.bind(*args, **kwargs)
+            call.apply_defaults()
+            a = call.arguments
+            if a["training"] and a["p"] > 0 and not a["inplace"]:
+                return fast_dropout(a["input"], a["p"])
         elif func is _SDPA:
             if kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0) > 0:
                 return sdpa_with_fast_dropout(*args, **kwargs)
