@@ -11,6 +11,7 @@ import numpy as np
 from edge.model import EdgeClassifier
 from edge.output import Formatter
 from edge.records import Record
+from shared.calibration import uncalibrate
 from shared.errors import ClassifierError
 from shared.labels import DEFAULT_ALIASES, LabelMap
 
@@ -23,6 +24,18 @@ class Summary:
     empty: list[str] = field(default_factory=list)   # where the empty texts were (first few)
     empty_count: int = 0
     confusion: np.ndarray | None = None              # rows = true, columns = predicted (with --eval)
+    confidence: list[float] = field(default_factory=list)      # top probability per scored record (--eval)
+    raw_confidence: list[float] = field(default_factory=list)  # the same without the bundle's temperature
+    correct: list[bool] = field(default_factory=list)
+
+    def calibration(self, temperature: float) -> dict:
+        """Top-label ECE of the scored records, with and without the bundle's temperature."""
+        from shared.calibration import ECE_BINS, ece_from_confidence
+
+        raw = self.raw_confidence if temperature != 1.0 else self.confidence
+        return {"ece": ece_from_confidence(np.array(self.confidence), np.array(self.correct)),
+                "ece_uncalibrated": ece_from_confidence(np.array(raw), np.array(self.correct)),
+                "temperature": temperature, "ece_bins": ECE_BINS}
 
 
 def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO | None,
@@ -63,7 +76,12 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
         if out is not None:
             out.write(formatter.line(probs))
         if rec is not None and label_map is not None:
-            summary.confusion[label_map.to_id(rec.label, rec.where), int(probs.argmax())] += 1
+            truth, guess = label_map.to_id(rec.label, rec.where), int(probs.argmax())
+            summary.confusion[truth, guess] += 1
+            summary.correct.append(truth == guess)
+            summary.confidence.append(float(probs[guess]))
+            if clf.temperature != 1.0:
+                summary.raw_confidence.append(float(uncalibrate(probs, clf.temperature).max()))
         summary.records += 1
         if bar is not None and summary.records % 256 == 0:
             bar.update(256)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,7 +17,6 @@ import typer  # noqa: E402
 from edge.output import OUTPUT_FORMATS, Formatter  # noqa: E402
 from edge.records import DEFAULT_LABEL_FIELD, INPUT_FORMATS, STDIN, read_records  # noqa: E402
 from shared.atomic import atomic_path  # noqa: E402
-from shared.bundle import default_bundle_dir  # noqa: E402
 from shared.errors import BundleError, ClassifierError  # noqa: E402
 
 PROG = "edge-classify"
@@ -39,7 +40,8 @@ label and an empty probability (null in JSONL), in place, plus a count on stderr
 accuracy, macro F1, per-class scores and the confusion matrix on stdout; predictions are then
 written only with --output. Empty texts are left out of the metrics.
 
-The bundle: --model, else $EDGE_CLASSIFY_MODEL, else the set-up's default location.
+The bundle: --model, else $EDGE_CLASSIFY_MODEL, else one installed with `train-classify pipeline
+--install`, else the trained default model shipped with this package (--info says which).
 Exit codes: 0 ok (also when the reader of stdout goes away, as with '| head'), 2 bad input
 or flag, 3 missing/corrupt bundle, 130 interrupted (a partial --output is removed).
 """
@@ -47,11 +49,46 @@ or flag, 3 missing/corrupt bundle, 130 interrupted (a partial --output is remove
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
+@dataclass
+class ScoreOptions:
+    """Everything one `edge-classify` run was asked to do (the CLI's flags, checked in `check`)."""
+    sources: list[str] = field(default_factory=lambda: [STDIN])
+    model: Path | None = None
+    input_format: str = "lines"
+    text_field: str | None = None
+    label_field: str | None = None
+    output_format: str = "tsv"
+    output: Path | None = None
+    top_k: int = 1
+    empty: str = "mark"
+    errors: str = "strict"
+    evaluate: bool = False
+    eval_json: Path | None = None
+    batch_size: int = 32
+    threads: int | None = None
+
+    def check(self) -> None:
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ClassifierError(f"--format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
+        if self.input_format not in INPUT_FORMATS:
+            raise ClassifierError(f"--input-format must be one of {INPUT_FORMATS}, got {self.input_format!r}")
+        if self.evaluate and self.input_format == "lines":
+            raise ClassifierError("--eval needs labelled input: --input-format csv or jsonl")
+        if self.eval_json is not None and not self.evaluate:
+            raise ClassifierError("--eval-json goes with --eval")
+        for s in self.sources:
+            if s != STDIN and not os.path.isfile(s):
+                raise ClassifierError(f"input file not found: {s}")
+
+
 @app.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
 def classify_command(
     files: Annotated[Optional[list[str]], typer.Argument(metavar="FILE", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", show_default=False,
-                     help="Bundle folder or .tar.gz [default: $EDGE_CLASSIFY_MODEL or the set-up's location]")] = None,
+                     help="Bundle folder or .tar.gz [default: $EDGE_CLASSIFY_MODEL, an installed bundle, "
+                          "or the shipped default model]")] = None,
+    info: Annotated[bool, typer.Option("--info", help="Describe the bundle (labels, metrics, base model, "
+                                                      "size, creation time) and exit")] = False,
     input_format: Annotated[str, typer.Option("--input-format", help="lines, csv or jsonl")] = "lines",
     text_field: Annotated[Optional[str], typer.Option("--text-column", "--text-field", show_default=False,
                           help="Column (csv) or field (jsonl) holding the text [default: review / text]")] = None,
@@ -71,18 +108,17 @@ def classify_command(
                        help="onnxruntime threads [default: the CPUs this process may use]")] = None,
 ) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    code = run(files or [STDIN], model, input_format, text_field, label_field, output_format, output,
-               top_k, empty, errors, evaluate, batch_size, threads, eval_json)
-    raise typer.Exit(code)
+    if info:
+        raise typer.Exit(describe(model))
+    opts = ScoreOptions(files or [STDIN], model, input_format, text_field, label_field, output_format, output,
+                        top_k, empty, errors, evaluate, eval_json, batch_size, threads)
+    raise typer.Exit(run(opts))
 
 
-def run(sources: list[str], model: Path | None, input_format: str, text_field: str | None,
-        label_field: str | None, output_format: str, output: Path | None, top_k: int, empty: str,
-        errors: str, evaluate: bool, batch_size: int, threads: int | None, eval_json: Path | None = None) -> int:
+def run(opts: ScoreOptions) -> int:
     """The whole command; returns the exit code. User errors become one line on stderr."""
     try:
-        _score(sources, model, input_format, text_field, label_field, output_format, output,
-               top_k, empty, errors, evaluate, batch_size, threads, eval_json)
+        _score(opts)
         sys.stdout.flush()
         return 0
     except ClassifierError as e:
@@ -98,66 +134,94 @@ def run(sources: list[str], model: Path | None, input_format: str, text_field: s
         return 130
 
 
-def _score(sources, model, input_format, text_field, label_field, output_format, output,
-           top_k, empty, errors, evaluate, batch_size, threads, eval_json=None) -> None:
+def describe(model: Path | None) -> int:
+    """`--info`: the bundle's labels, metrics, base model, size and creation time, a few lines."""
+    from edge.locate import locate_bundle
+    from shared.bundle import load_bundle
+
+    try:
+        path, source = locate_bundle(model)
+        m, folder = load_bundle(path)
+    except ClassifierError as e:
+        _say(f"error: {e}")
+        return e.exit_code
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    lines = [f"bundle      {path} ({source})",
+             f"labels      {', '.join(m.labels)}",
+             f"model       {m.precision} ONNX, base {(m.training or {}).get('model') or m.base_model}, "
+             f"{size / 1e6:.1f} MB, created {m.created_at} (review-classifier {m.package_version})",
+             f"text        {m.policy.max_length} tokens, {m.policy.truncation}"]
+    test = (m.metrics or {}).get("test_edge")
+    if test:
+        lines.append(f"test        {test.get('dataset', 'test set')}: accuracy {test['accuracy']:.4f}, "
+                     f"macro F1 {test['macro_f1']:.4f} (n={test['n']:,}, edge-classify --eval)")
+    valid = (m.metrics or {}).get(m.precision)
+    if valid:
+        lines.append(f"validation  accuracy {valid['accuracy']:.4f}, macro F1 {valid['macro_f1']:.4f} (n={valid.get('n', '?')})")
+    lines.append(f"calibration temperature {m.temperature:.3f}" +
+                 (f" (validation ECE {m.calibration['ece_before']:.4f} -> {m.calibration['ece_after_fit']:.4f})"
+                  if "ece_before" in (m.calibration or {}) else ""))
+    print("\n".join(lines))
+    return 0
+
+
+def _score(opts: ScoreOptions) -> None:
     from edge.classify import classify_records
+    from edge.locate import locate_bundle
     from edge.model import EdgeClassifier
 
-    if output_format not in OUTPUT_FORMATS:
-        raise ClassifierError(f"--format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
-    if input_format not in INPUT_FORMATS:
-        raise ClassifierError(f"--input-format must be one of {INPUT_FORMATS}, got {input_format!r}")
-    if evaluate and input_format == "lines":
-        raise ClassifierError("--eval needs labelled input: --input-format csv or jsonl")
-    if eval_json is not None and not evaluate:
-        raise ClassifierError("--eval-json goes with --eval")
-    if evaluate:
-        label_field = label_field or DEFAULT_LABEL_FIELD[input_format]
-    for s in sources:
-        if s != STDIN and not os.path.isfile(s):
-            raise ClassifierError(f"input file not found: {s}")
-    bundle = model or default_bundle_dir()
+    opts.check()
+    label_field = (opts.label_field or DEFAULT_LABEL_FIELD[opts.input_format]) if opts.evaluate else None
+    bundle, _ = locate_bundle(opts.model)
     if not bundle.exists():
-        raise BundleError(f"model bundle not found: {bundle}; pass --model PATH, set EDGE_CLASSIFY_MODEL, "
-                          "or install one (train-classify pipeline --install)")
-    clf = EdgeClassifier(bundle, threads=threads, batch_size=batch_size)
-    if top_k > clf.num_labels:
-        raise ClassifierError(f"--top-k {top_k} is more than the bundle's {clf.num_labels} labels")
-    formatter = Formatter(output_format, clf.labels, top_k)
-    records = read_records(sources, input_format, text_field, label_field if evaluate else None, errors)
+        raise BundleError(f"model bundle not found: {bundle}; pass --model PATH or set EDGE_CLASSIFY_MODEL "
+                          "(unset, the shipped default model is used)")
+    clf = EdgeClassifier(bundle, threads=opts.threads, batch_size=opts.batch_size)
+    if opts.top_k > clf.num_labels:
+        raise ClassifierError(f"--top-k {opts.top_k} is more than the bundle's {clf.num_labels} labels")
+    formatter = Formatter(opts.output_format, clf.labels, opts.top_k)
+    records = read_records(opts.sources, opts.input_format, opts.text_field, label_field, opts.errors)
     progress = sys.stderr.isatty()
-    if output is not None:
-        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            summary = classify_records(records, clf, out, formatter, empty, evaluate, progress)
+    run_records = partial(classify_records, records, clf, formatter=formatter, empty=opts.empty,
+                          evaluate=opts.evaluate, progress=progress)
+    if opts.output is not None:
+        with atomic_path(opts.output) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            summary = run_records(out)
     else:
         sys.stdout.reconfigure(encoding="utf-8", newline="\n")
-        out = None if evaluate else sys.stdout
-        summary = classify_records(records, clf, out, formatter, empty, evaluate, progress)
+        summary = run_records(None if opts.evaluate else sys.stdout)
     if summary.empty_count:
         _say(f"warning: {summary.empty_count} empty text(s) got an empty label "
              f"(first at {'; '.join(summary.empty)}); --empty error refuses them")
-    if evaluate:
-        from shared.metrics import format_report, report_from_confusion
+    if opts.evaluate:
+        _report(opts, bundle, clf, summary)
 
-        report = report_from_confusion(summary.confusion, clf.labels)
-        print(format_report(report))
-        if eval_json is not None:
-            import json
 
-            from shared.atomic import atomic_write_text
+def _report(opts: ScoreOptions, bundle: Path, clf, summary) -> None:
+    """--eval: metrics and calibration on stdout; with --eval-json, also a JSON with provenance."""
+    from shared.metrics import format_report, report_from_confusion
 
-            from shared.provenance import data_file, provenance
+    report = {**report_from_confusion(summary.confusion, clf.labels), **summary.calibration(clf.temperature)}
+    print(format_report(report))
+    print(f"\ncalibration: ECE {report['ece']:.4f} (temperature {clf.temperature:.3f}; "
+          f"{report['ece_uncalibrated']:.4f} without it)")
+    if opts.eval_json is None:
+        return
+    import json
 
-            m = clf.manifest
-            quant = m.quantization
-            atomic_write_text(eval_json, json.dumps({
-                **report, "bundle": str(bundle), "precision": m.precision, "base_model": m.base_model,
-                "model_bytes": (clf.folder / m.model_file).stat().st_size, "bundle_metrics": m.metrics,
-                "quantization": {k: quant[k] for k in ("approach", "chosen", "agreement", "reduce_range",
-                                                       "int8_weight_range") if k in quant},
-                "provenance": provenance({"inputs": [data_file(s) if s != STDIN else {"source": "stdin"}
-                                                     for s in sources]}, packages=EDGE_PACKAGES),
-            }, indent=2) + "\n")
+    from shared.atomic import atomic_write_text
+    from shared.provenance import data_file, provenance
+
+    m = clf.manifest
+    quant = m.quantization
+    atomic_write_text(opts.eval_json, json.dumps({
+        **report, "bundle": str(bundle), "precision": m.precision, "base_model": m.base_model,
+        "model_bytes": (clf.folder / m.model_file).stat().st_size, "bundle_metrics": m.metrics,
+        "quantization": {k: quant[k] for k in ("approach", "chosen", "agreement", "reduce_range",
+                                               "int8_weight_range") if k in quant},
+        "provenance": provenance({"inputs": [data_file(s) if s != STDIN else {"source": "stdin"}
+                                             for s in opts.sources]}, packages=EDGE_PACKAGES),
+    }, indent=2) + "\n")
 
 
 def _say(message: str) -> None:

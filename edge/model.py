@@ -13,7 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -32,8 +32,14 @@ TRIM_EVERY = 4        # batches between heap trims (heap_trimmer)
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+class Prediction(NamedTuple):
+    label: str
+    probability: float                  # of `label`, temperature-calibrated where the bundle says so
+    probabilities: dict[str, float]     # every label's
+
+
 class EdgeClassifier:
-    """A loaded bundle: `predict_proba` for a list, `score_stream` for an endless iterable."""
+    """A loaded bundle: `predict` / `predict_proba` for a list, `score_stream` for an endless iterable."""
 
     def __init__(self, bundle: str | os.PathLike, threads: int | None = None, batch_size: int = 32):
         if batch_size < 1:
@@ -47,6 +53,7 @@ class EdgeClassifier:
         # IMDB). One review per run keeps scores per-review, and was also the fastest for such
         # models (68.7 vs 63.5 reviews/s at batch 32; docs/decisions.md).
         self.per_review = self.manifest.quant_approach == "dynamic"
+        self.temperature = self.manifest.temperature   # calibration fitted at export (1.0: none)
         self.batch_size = 1 if self.per_review else batch_size
         self.threads = threads or available_cpus()
         self._tokenizer = _open_tokenizer(self.folder / self.manifest.tokenizer_file)
@@ -74,6 +81,17 @@ class EdgeClassifier:
         normed = [normalize_text(t, policy) for t in texts]
         encodings = self._tokenizer.encode_batch(normed, add_special_tokens=False)
         return [build_input_ids(e.ids, m.prefix_ids, m.suffix_ids, policy) for e in encodings]
+
+    def predict(self, texts: Iterable[str]) -> list[Prediction]:
+        """The top label, its probability and every label's, per text, in input order."""
+        return list(self.predict_stream(texts))
+
+    def predict_stream(self, texts: Iterable[str]) -> Iterator[Prediction]:
+        """`predict` for an iterable of any length (bounded memory)."""
+        for row in self.score_stream(texts):
+            best = int(row.argmax())
+            yield Prediction(self.labels[best], float(row[best]),
+                             {name: float(p) for name, p in zip(self.labels, row)})
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities, shape (len(texts), num_labels), float32, in input order."""
@@ -150,7 +168,7 @@ class EdgeClassifier:
             mask[row, :len(x)] = 1
         feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
         logits = self._session.run([self._output], {n: feeds[n] for n in self._inputs})[0]
-        return softmax(logits.astype(np.float64)).astype(np.float32)
+        return softmax(logits.astype(np.float64) / self.temperature).astype(np.float32)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

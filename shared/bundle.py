@@ -4,6 +4,7 @@ Layout of a bundle folder:
     manifest.json   this module's `Manifest`, with the sha256 of every other file
     model.onnx      the classifier (int8 or fp32), inputs named in `input_names`
     tokenizer.json  a `tokenizers` tokenizer (padding/truncation are applied in code)
+    README.md       the model card (schema 2; training.model_card writes it)
 A bundle may also travel as one `.tar.gz` holding that folder's files.
 """
 from __future__ import annotations
@@ -21,7 +22,11 @@ from shared.atomic import atomic_path, atomic_write_text
 from shared.errors import BundleError
 from shared.text import TextPolicy
 
-SCHEMA_VERSION = 1
+# 2: `calibration` (a temperature the runtime must apply) and the model card. A schema-1 bundle
+# reads as one with neither.
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+CARD_FILE = "README.md"
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -46,6 +51,9 @@ class Manifest:
     data_fingerprint: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)   # {"fp32": {...}, "int8": {...}}
     compression: dict[str, Any] = field(default_factory=dict)
+    # {"temperature": T, ...}: probabilities are softmax(logits / T); shared.calibration's report
+    calibration: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)  # the recipe's main settings (model card)
     model_file: str = MODEL_FILE
     tokenizer_file: str = TOKENIZER_FILE
     files: dict[str, str] = field(default_factory=dict)      # relative path -> sha256
@@ -62,6 +70,10 @@ class Manifest:
     def quant_approach(self) -> str | None:
         """"dynamic" or "static" for an INT8 bundle, None otherwise."""
         return self.quantization.get("approach")
+
+    @property
+    def temperature(self) -> float:
+        return float((self.calibration or {}).get("temperature") or 1.0)
 
     @property
     def policy(self) -> TextPolicy:
@@ -123,12 +135,16 @@ def read_manifest(folder: Path) -> Manifest:
         raise BundleError(
             f"{folder} uses bundle schema {version}, newer than this runtime's {SCHEMA_VERSION}; "
             "upgrade review-classifier")
-    if version < SCHEMA_VERSION:
+    if version not in READABLE_SCHEMAS:
         raise BundleError(f"{folder} uses old bundle schema {version}; re-export it with this version")
     try:
-        return Manifest(**{k: raw[k] for k in raw if k in Manifest.__dataclass_fields__})
+        manifest = Manifest(**{k: raw[k] for k in raw if k in Manifest.__dataclass_fields__})
     except TypeError as e:
         raise BundleError(f"{path} is incomplete: {e}") from None
+    t = (manifest.calibration or {}).get("temperature", 1.0) if isinstance(manifest.calibration, dict) else None
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0.01 <= t <= 100:
+        raise BundleError(f"{path} has an invalid calibration temperature: {t!r}")
+    return manifest
 
 
 def verify_bundle(folder: Path, manifest: Manifest) -> None:
@@ -195,10 +211,14 @@ def _safe_extract(tar: tarfile.TarFile, dest: Path, archive: Path) -> None:
     tar.extractall(dest)
 
 
-def default_bundle_dir() -> Path:
-    """Where the documented set-up puts the bundle, so `edge-classify FILE` needs no flags."""
-    env = os.environ.get("EDGE_CLASSIFY_MODEL")
-    if env:
-        return Path(env)
+def installed_bundle_dir() -> Path:
+    """Where `train-classify pipeline --install` puts a bundle of the user's own; edge-classify
+    prefers it to the shipped default (edge.locate)."""
     data = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
     return data / "review-classifier" / "bundle"
+
+
+def default_bundle_dir() -> Path:
+    """Where `--install` writes: $EDGE_CLASSIFY_MODEL if set, else installed_bundle_dir()."""
+    env = os.environ.get("EDGE_CLASSIFY_MODEL")
+    return Path(env) if env else installed_bundle_dir()

@@ -37,22 +37,43 @@ def git_commit() -> str:
     return commit + ("-dirty" if commit and dirty else "")
 
 
+# Instruction sets that decide how fast this project's kernels run (names as /proc/cpuinfo has them).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def _cpuinfo_field(name: str) -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.split(":", 1)[0].strip() == name)
+    except (OSError, StopIteration):
+        return ""
+
+
+def cpu_isa() -> list[str]:
+    """The instruction sets of ISA_FLAGS this CPU reports, as detected (never assumed)."""
+    flags = set(_cpuinfo_field("flags").split())
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def cpu_class(isa: list[str] | None = None) -> str:
+    """A short name for the CPU class a figure belongs to, from its detected instruction sets."""
+    isa = cpu_isa() if isa is None else isa
+    if "amx_int8" in isa or "amx_bf16" in isa:
+        return "AMX"
+    if "avx512_vnni" in isa:
+        return "AVX-512 VNNI" + (" + BF16" if "avx512_bf16" in isa else "")
+    if "avx512f" in isa:
+        return "AVX-512"
+    if "avx2" in isa:
+        return "AVX2" + (" + AVX-VNNI" if "avx_vnni" in isa else "")
+    return "no AVX2"
+
+
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    flags = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next(line for line in f if line.startswith("flags"))
-    except (OSError, StopIteration):
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f" {f}" in flags]
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpus": len(os.sched_getaffinity(0)), "isa": isa}
+    isa = cpu_isa()
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu": _cpuinfo_field("model name") or platform.processor(),
+            "cpus": len(os.sched_getaffinity(0)), "isa": isa, "cpu_class": cpu_class(isa)}
 
 
 def data_file(source: str | os.PathLike) -> dict:

@@ -17,11 +17,13 @@ import numpy as np
 
 from shared.atomic import atomic_path
 from shared.bundle import Manifest, load_bundle, pack_bundle, seal_bundle
+from shared.calibration import calibration_report
 from shared.metrics import classification_report
 from training.config import TrainConfig
 from training.export import (ExportError, export_onnx, load_for_export, onnx_logits, ort_session,
                              pad_token_id)
 from training.loop import log_rank0
+from training.model_card import write_model_card
 from training.quantize import PER_REVIEW, quantize_onnx
 from training.text import encode_texts, special_ids
 
@@ -48,11 +50,19 @@ def base_model_name(model_dir: Path) -> str:
     return str(raw.get("_name_or_path") or model_dir.name)
 
 
-def onnx_report(model_path: Path, reviews, tokenizer, cfg: TrainConfig, labels: list[str]) -> dict:
-    """Accuracy, macro F1 and confusion matrix of an ONNX model on labelled reviews."""
+def onnx_report(model_path: Path, reviews, tokenizer, cfg: TrainConfig, labels: list[str]) -> tuple[dict, np.ndarray]:
+    """(accuracy, macro F1 and confusion matrix, logits) of an ONNX model on labelled reviews."""
     ids = encode_texts(reviews.texts, tokenizer, cfg.text_policy)
-    pred = onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer), batch_size=PER_REVIEW).argmax(-1)
-    return classification_report(list(reviews.labels), pred.tolist(), labels)
+    logits = onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer), batch_size=PER_REVIEW)
+    return classification_report(list(reviews.labels), logits.argmax(-1).tolist(), labels), logits
+
+
+def fit_calibration(logits: np.ndarray, reviews, log) -> dict:
+    """Temperature scaling fitted on the validation logits (stored only where the raw ECE > 0.02)."""
+    report = calibration_report(logits, np.asarray(reviews.labels))
+    log(f"calibration: validation ECE {report['ece_before']:.4f} -> {report['ece_after_fit']:.4f} at "
+        f"T={report['fitted_temperature']:.3f}; stored T={report['temperature']:.3f} (n={report['n']})")
+    return {**report, "fitted_on": "validation split"}
 
 
 def _short(report: dict) -> dict:
@@ -65,10 +75,11 @@ def check_edge_parity(bundle: Path, model_path: Path, texts: Sequence[str], toke
 
     if not texts:
         return 0.0
+    clf = EdgeClassifier(bundle, threads=1)
     ids = encode_texts(list(texts), tokenizer, cfg.text_policy)
     ref = softmax(onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer),
-                              batch_size=PER_REVIEW).astype(np.float64))
-    got = EdgeClassifier(bundle, threads=1).predict_proba(list(texts))
+                              batch_size=PER_REVIEW).astype(np.float64) / clf.temperature)
+    got = clf.predict_proba(list(texts))
     diff = float(np.abs(got - ref).max())
     if not diff <= EDGE_PROB_ATOL:
         raise ExportError(f"bundle {bundle.name}: the edge runtime's probabilities differ from the training "
@@ -87,7 +98,7 @@ def label_agreement(a_path: Path, b_path: Path, texts: Sequence[str], tokenizer,
 
 def write_bundle(folder: Path, model_path: Path, tokenizer, cfg: TrainConfig, *, labels: list[str],
                  input_names: list[str], precision: str, base_model: str, data_fingerprint: str,
-                 metrics: dict, compression: dict) -> Manifest:
+                 metrics: dict, compression: dict, calibration: dict | None = None) -> Manifest:
     """Model, tokenizer.json and a sealed manifest in `folder` (which must not exist yet)."""
     folder.mkdir(parents=True)
     shutil.copyfile(model_path, folder / "model.onnx")
@@ -97,7 +108,8 @@ def write_bundle(folder: Path, model_path: Path, tokenizer, cfg: TrainConfig, *,
         labels=labels, text_policy=cfg.text_policy.to_dict(), prefix_ids=prefix, suffix_ids=suffix,
         pad_id=pad_token_id(tokenizer), input_names=input_names, precision=precision, base_model=base_model,
         config_hash=cfg.config_hash(), data_fingerprint=data_fingerprint, metrics=metrics,
-        compression=compression)
+        compression=compression, calibration=calibration or {})
+    write_model_card(folder, manifest, cfg)
     return seal_bundle(folder, manifest)
 
 
@@ -128,7 +140,7 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
         log(f"export: fp32 ONNX from {model_dir}, parity-checked on {len(verify)} texts")
         export = export_onnx(model_dir, fp32_onnx, cfg, verify)
         log(f"export: scoring the fp32 ONNX model on {len(valid.texts)} validation texts")
-        fp32_report = onnx_report(fp32_onnx, valid, tokenizer, cfg, labels)
+        fp32_report, fp32_logits = onnx_report(fp32_onnx, valid, tokenizer, cfg, labels)
         metrics = {"fp32": dict(fp32_metrics) if fp32_metrics else _short(fp32_report),
                    "fp32_onnx": _short(fp32_report)}
         common = dict(labels=labels, input_names=export["input_names"], base_model=base,
@@ -145,16 +157,19 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
                     f"int8 model agrees with fp32 on only {agreement:.2%} of {len(verify)} validation texts "
                     f"(< int8_agreement {cfg.int8_agreement:.2%}); no bundle was written "
                     "(try --set quant_approach=dynamic, or ship --precision fp32)")
-            int8_metrics = dict(metrics, int8=_short(onnx_report(int8_onnx, valid, tokenizer, cfg, labels)))
+            int8_report, int8_logits = onnx_report(int8_onnx, valid, tokenizer, cfg, labels)
+            int8_metrics = dict(metrics, int8=_short(int8_report))
             folder = stage / "int8"
             write_bundle(folder, int8_onnx, tokenizer, cfg, precision="int8", metrics=int8_metrics,
                          compression={**extra, "quantization": quant, "int8_agreement": agreement,
-                                      "export": export}, **common)
+                                      "export": export}, calibration=fit_calibration(int8_logits, valid, log),
+                         **common)
             staged["int8"] = folder
         if "fp32" in precisions:
             folder = stage / "fp32"
             write_bundle(folder, fp32_onnx, tokenizer, cfg, precision="fp32", metrics=metrics,
-                         compression={**extra, "export": export}, **common)
+                         compression={**extra, "export": export}, calibration=fit_calibration(fp32_logits, valid, log),
+                         **common)
             staged["fp32"] = folder
         log(f"export: sealing and checking {', '.join(staged)} bundle(s) with the edge runtime")
         for folder in staged.values():

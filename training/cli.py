@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -65,7 +66,41 @@ def pipeline(recipe: str = RECIPE, set_: list[str] = SET,
         target = default_bundle_dir()
         with atomic_path(target) as tmp:
             shutil.copytree(bundles["int8"], tmp)
-        typer.echo(f"installed the int8 bundle at {target} (edge-classify uses it by default)")
+        typer.echo(f"installed the int8 bundle at {target}: edge-classify now uses it instead of the shipped "
+                   f"default model (remove {target} to go back)")
+    typer.echo(which_model_note(bundles.get("int8") or bundles.get("fp32")))
+
+
+def which_model_note(built: Path | None) -> str:
+    """What `edge-classify` scores with after this run, and how to switch."""
+    from edge.locate import locate_bundle
+
+    try:
+        path, source = locate_bundle()
+        now = f"edge-classify uses {path} ({source})"
+    except ClassifierError as e:
+        now = f"edge-classify has no default model: {e}"
+    switch = f"; to score with this run's bundle: edge-classify --model {built} (or export EDGE_CLASSIFY_MODEL={built})" \
+        if built else ""
+    return now + switch
+
+
+@app.command()
+def card(bundle: Path = typer.Argument(..., help="Bundle folder"),
+         eval_json: Optional[Path] = typer.Option(None, "--eval", help="edge-classify --eval-json report on the test set"),
+         speed_json: Optional[Path] = typer.Option(None, "--speed", help="results/bench_edge*.json"),
+         dataset: str = typer.Option("IMDB test set", help="Name of the evaluated set, for the card")) -> None:
+    """Record test metrics and speeds in a bundle's manifest, re-render its model card, re-seal it."""
+    from training.model_card import update_card
+
+    m = update_card(bundle, eval_json, speed_json, dataset)
+    typer.echo(f"{bundle}/README.md updated; manifest sha256 now {_manifest_sha(bundle)} ({m.created_at})")
+
+
+def _manifest_sha(bundle: Path) -> str:
+    from shared.bundle import MANIFEST, sha256_file
+
+    return sha256_file(Path(bundle) / MANIFEST)
 
 
 @app.command("split-csv")

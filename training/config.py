@@ -58,7 +58,7 @@ class TrainConfig:
     warmup_ratio: float = 0.06            # linear: warm-up share of all steps
     step_size: int = 1                    # step: epochs between lr drops (StepLR)
     gamma: float = 0.5                    # step: lr factor at each drop
-    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: training/precision.py
     fast_dropout: bool = True             # CPU training: 64 random bits per draw (training/fast_dropout.py)
     freeze_epochs: int = 0                # epochs with embeddings + lower layers frozen
     freeze_layers: int = 3                # how many lower encoder layers to freeze then

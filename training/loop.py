@@ -42,6 +42,7 @@ class FitResult:
     stopped_early: bool = False
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
+    precision: dict = field(default_factory=dict)   # PrecisionChoice.to_dict()
 
 
 @dataclass
@@ -81,7 +82,30 @@ def setup_device() -> torch.device:
     return device
 
 
+def resolve_precision(cfg: TrainConfig, device: torch.device, out_dir: Path, log=None):
+    """(cfg with a concrete precision, PrecisionChoice): logs the choice and why, and saves it
+    as out_dir/precision.json; a bf16 that this CPU would emulate is logged with its cost."""
+    import dataclasses
+
+    from shared.atomic import atomic_write_text
+    from training.precision import resolve_cuda
+
+    choice = resolve_cuda(cfg.precision, device)
+    log = log or log_rank0
+    log(f"precision: {choice.used} (asked: {choice.requested}; {choice.reason})")
+    if choice.warning:
+        log(f"warning: {choice.warning}")
+    if dist_info()[0] == 0:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out_dir) / "precision.json", json.dumps(choice.to_dict(), indent=2) + "\n")
+    return dataclasses.replace(cfg, precision=choice.used), choice
+
+
 def autocast_for(precision: str, device: torch.device):
+    if precision == "auto":
+        from training.precision import resolve_cuda
+
+        precision = resolve_cuda(precision, device).used
     if precision == "fp32":
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -290,6 +314,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
     out_dir = Path(out_dir)
     rank, world, _ = dist_info()
     device = setup_device()
+    cfg, precision = resolve_precision(cfg, device, out_dir, log)
     seed_everything(cfg.seed)
     model.to(device)
     pad_id = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
@@ -306,10 +331,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
     steps_per_epoch = max(1, batches_per_epoch // cfg.grad_accum)
     optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(cfg, optimizer, steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" and device.type == "cuda" else None
-    if cfg.precision == "fp16" and device.type != "cuda":
-        from shared.errors import ClassifierError
-        raise ClassifierError("precision=fp16 needs a CUDA GPU; use bf16 (AMX) or fp32 on the CPU")
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
 
     state = _State()
     last_dir, best_dir = out_dir / "last", out_dir / "best"
@@ -423,4 +445,5 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
     seconds = time.perf_counter() - t_start
     best = max(state.history, key=lambda r: r["valid_macro_f1"]) if state.history else {}
     return FitResult(best_metrics=best, history=state.history, best_dir=best_dir, epochs_run=len(state.history),
-                     stopped_early=stopped_early, train_seconds=seconds, samples_per_second=seen / max(seconds, 1e-9))
+                     stopped_early=stopped_early, train_seconds=seconds, samples_per_second=seen / max(seconds, 1e-9),
+                     precision=precision.to_dict())

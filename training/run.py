@@ -68,7 +68,7 @@ def run_training(cfg: TrainConfig) -> dict:
         "config_hash": cfg.config_hash(), "data_fingerprint": fingerprint, "engine": cfg.engine,
         "model": cfg.model, "dataset": {k: report[k] for k in report if k != "examples"},
         "history": result.history, "best_valid": result.best_metrics, "test": test,
-        "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+        "precision": result.precision, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         "train_seconds": round(result.train_seconds, 1), "train_samples_per_s": round(result.samples_per_second, 2),
         "best_dir": str(result.best_dir),
         "provenance": provenance({"train": cfg.data, "test": cfg.test_data or f"split of {cfg.data}"},

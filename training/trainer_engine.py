@@ -10,7 +10,8 @@ import torch
 
 from training.config import TrainConfig
 from training.fast_dropout import fast_dropout_mode
-from training.loop import FitResult, class_weighted_loss, make_optimizer, make_scheduler, save_model
+from training.loop import (FitResult, class_weighted_loss, make_optimizer, make_scheduler, resolve_precision,
+                           save_model)
 from training.metrics import accuracy_f1
 
 
@@ -20,6 +21,8 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
                               TrainingArguments)
 
     out_dir = Path(out_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg, precision = resolve_precision(cfg, device, out_dir, log)
     train = tokenized["train"].remove_columns([c for c in tokenized["train"].column_names
                                                if c not in ("input_ids", "labels", "length")])
     valid = tokenized["valid"].remove_columns([c for c in tokenized["valid"].column_names
@@ -91,7 +94,8 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
     best = max(history, key=lambda r: r["valid_macro_f1"]) if history else {}
     log(f"trainer: {len(history)} epoch(s), best valid macro F1 {best.get('valid_macro_f1', float('nan')):.4f}")
     return FitResult(best_metrics=best, history=history, best_dir=out_dir / "best", epochs_run=len(history),
-                     train_seconds=seconds, samples_per_second=timer.samples_per_second(trainer, len(train)))
+                     train_seconds=seconds, samples_per_second=timer.samples_per_second(trainer, len(train)),
+                     precision=precision.to_dict())
 
 
 def _epoch_timer():

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from edge.cli import app
 from edge.model import EdgeClassifier
 from shared.bundle import pack_bundle
+from shared.calibration import ece_from_confidence
 from shared.provenance import data_file
 
 REVIEWS = ["A wonderful, moving film.", "Dull plot, wooden acting.", "It was fine, I guess",
@@ -155,6 +156,10 @@ def test_eval_reports_metrics(tiny, tmp_path):
     assert len(out.read_text().splitlines()) == 12
     saved = json.loads(report.read_text())
     assert saved["accuracy"] == pytest.approx(8 / 12) and saved["confusion_matrix"] == cm.tolist()
+    probs = clf.predict_proba(texts)
+    correct = probs.argmax(1) == np.array(truth)
+    assert saved["ece"] == pytest.approx(ece_from_confidence(probs.max(1), correct), abs=1e-6)
+    assert saved["ece_uncalibrated"] == pytest.approx(saved["ece"]) and saved["temperature"] == 1.0
     # what was scored, with what, where: the data file and its sha256, the bundle, the machine
     assert saved["provenance"]["data"]["inputs"] == [data_file(f)] and len(data_file(f)["sha256"]) == 64
     assert saved["model_bytes"] == (tiny[0] / "model.onnx").stat().st_size and saved["precision"]
@@ -186,8 +191,92 @@ def test_bundle_from_env_and_default_location(tiny, tmp_path):
     shutil.copytree(tiny[0], data / "review-classifier" / "bundle")
     r = cli(input="good\n", env={"EDGE_CLASSIFY_MODEL": None, "XDG_DATA_HOME": str(data)})
     assert r.exit_code == 0 and r.stdout.splitlines() == expected_tsv(tiny[0], ["good"])
-    r = cli(input="good\n", env={"EDGE_CLASSIFY_MODEL": None, "XDG_DATA_HOME": str(tmp_path / "none")})
-    assert r.exit_code == 3 and "model bundle not found" in r.stderr and "--model" in r.stderr
+    r = cli("-m", tmp_path / "nowhere", input="good\n")
+    assert r.exit_code == 3 and "model bundle not found" in r.stderr
+
+
+def test_temperature_from_the_manifest_is_applied_and_reported(tiny, tmp_path):
+    from shared.bundle import load_bundle, seal_bundle
+
+    warm = tmp_path / "calibrated"
+    shutil.copytree(tiny[0], warm)
+    manifest, _ = load_bundle(warm)
+    manifest.calibration = {"temperature": 2.5}
+    seal_bundle(warm, manifest)
+    texts = [f"review {i} " + "good " * i for i in range(12)]
+    raw = EdgeClassifier(tiny[0], threads=1).predict_proba(texts).astype(np.float64)
+    scaled = EdgeClassifier(warm, threads=1).predict_proba(texts)
+    expect = np.exp(np.log(raw) / 2.5)
+    expect /= expect.sum(1, keepdims=True)
+    assert np.abs(scaled - expect).max() < 1e-5 and (scaled.argmax(1) == raw.argmax(1)).all()
+    f = tmp_path / "labelled.csv"
+    f.write_text("review,sentiment\n" + "".join(f"{t},{'positive' if i % 2 else 'negative'}\n"
+                                                 for i, t in enumerate(texts)))
+    report = tmp_path / "eval.json"
+    r = cli("-m", warm, "--input-format", "csv", "--eval", f, "--eval-json", report)
+    assert r.exit_code == 0, r.stderr
+    saved = json.loads(report.read_text())
+    truth = np.arange(12) % 2
+    assert saved["temperature"] == 2.5
+    assert saved["ece"] == pytest.approx(ece_from_confidence(scaled.max(1), scaled.argmax(1) == truth), abs=1e-5)
+    assert saved["ece_uncalibrated"] == pytest.approx(ece_from_confidence(raw.max(1), raw.argmax(1) == truth), abs=1e-5)
+    manifest.calibration = {"temperature": -1}
+    seal_bundle(warm, manifest)
+    r = cli("-m", warm, input="good\n")
+    assert r.exit_code == 3 and "invalid calibration temperature" in r.stderr
+
+
+def test_python_api_predict(tiny):
+    import edge
+
+    clf = edge.load(tiny[0])
+    preds = clf.predict(["good", "bad"])
+    probs = clf.predict_proba(["good", "bad"])
+    assert [p.label for p in preds] == [clf.labels[i] for i in probs.argmax(1)]
+    assert [p.probability for p in preds] == pytest.approx(probs.max(1).tolist())
+    assert sum(preds[0].probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert next(clf.predict_stream(iter(["good"]))) == preds[0]
+
+
+def _fake_shipped(monkeypatch, folder):
+    """Point edge.locate's shipped default at `folder`, pinned to its manifest as it is now."""
+    import edge.locate as locate
+    from shared.bundle import sha256_file
+
+    monkeypatch.setattr(locate, "SHIPPED_DIR", folder)
+    monkeypatch.setattr(locate, "SHIPPED_MANIFEST_SHA256", sha256_file(folder / "manifest.json"))
+
+
+def test_shipped_default_when_nothing_else_is_set(tiny, tmp_path, monkeypatch):
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tiny[0], shipped)
+    _fake_shipped(monkeypatch, shipped)
+    env = {"EDGE_CLASSIFY_MODEL": None, "XDG_DATA_HOME": str(tmp_path / "none")}
+    r = cli(input="good\n", env=env)
+    assert r.exit_code == 0 and r.stdout.splitlines() == expected_tsv(tiny[0], ["good"])
+    r = cli("--info", env=env)
+    assert r.exit_code == 0 and f"{shipped} (shipped default)" in r.stdout
+    assert "labels      negative, positive" in r.stdout and "calibration temperature 1.000" in r.stdout
+    # an installed bundle of the user's own wins over the shipped one, and --info says so
+    data = tmp_path / "data"
+    shutil.copytree(tiny[0], data / "review-classifier" / "bundle")
+    r = cli("--info", env={"EDGE_CLASSIFY_MODEL": None, "XDG_DATA_HOME": str(data)})
+    assert "installed with train-classify pipeline --install" in r.stdout
+
+
+def test_shipped_default_refused_when_it_differs_from_the_pin(tiny, tmp_path, monkeypatch):
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tiny[0], shipped)
+    _fake_shipped(monkeypatch, shipped)
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    manifest["labels"] = ["positive", "negative"]           # swapped: checksums of the files still match
+    (shipped / "manifest.json").write_text(json.dumps(manifest))
+    env = {"EDGE_CLASSIFY_MODEL": None, "XDG_DATA_HOME": str(tmp_path / "none")}
+    r = cli(input="good\n", env=env)
+    assert r.exit_code == 3 and "does not match the sha256 pinned" in r.stderr and r.stdout == ""
+    (shipped / "manifest.json").unlink()
+    r = cli(input="good\n", env=env)
+    assert r.exit_code == 3 and "shipped default model is missing" in r.stderr
 
 
 def test_archive_bundle(tiny, tmp_path):
