@@ -86,7 +86,7 @@ train *ARGS:
 pipeline *ARGS:
     train-classify pipeline {{ARGS}}
 
-# Benchmark: training samples/s, manual loop (fp32/bf16, grouped/padded) vs HF Trainer -> results/bench_train.json
+# Benchmark: training samples/s, manual loop (fp32/bf16, grouped/padded) vs HF Trainer -> results/bench_train_<cpu class>.json
 bench-train *ARGS:
     python -m benchmarks.bench_train {{ARGS}}
 
@@ -94,7 +94,7 @@ bench-train *ARGS:
 bench-compress *ARGS:
     python -m benchmarks.bench_compress {{ARGS}}
 
-# Benchmark: edge-classify int8/fp32 vs the PyTorch pipeline, cold start, RSS, install size -> results/bench_edge.json
+# Benchmark: edge-classify int8/fp32 vs the PyTorch pipeline, cold start, RSS, install size -> results/bench_edge_<cpu class>.json
 bench-edge *ARGS:
     python -m benchmarks.bench_edge {{ARGS}}
 

@@ -1,6 +1,6 @@
 """Training throughput, side by side in one run on the same model and data (a benchmark, not a test).
 
-    python -m benchmarks.bench_train [--steps 12] [--max-length 256] [--out results/bench_train.json]
+    python -m benchmarks.bench_train [--steps 12] [--max-length 256] [--out results/bench_train_<cpu class>.json]
     python -m benchmarks.bench_train --accuracy [--steps 100] [--valid 500]   # does bf16 cost accuracy?
 
 Variants: the manual loop in fp32 and bf16, each with length-grouped batches and with every
@@ -124,7 +124,9 @@ def main(argv=None) -> int:
     ap.add_argument("--valid", type=int, default=32, help="validation reviews (use ~500 with --accuracy)")
     ap.add_argument("--variant", default="", help=argparse.SUPPRESS)   # one variant, in this process
     args = ap.parse_args(argv)
-    args.out = args.out or ("results/bench_train_accuracy.json" if args.accuracy else "results/bench_train.json")
+    from shared.provenance import cpu_slug
+
+    args.out = args.out or ("results/bench_train_accuracy.json" if args.accuracy else f"results/bench_train_{cpu_slug()}.json")
     variants = ([v for v in VARIANTS if v[0] in ("manual fp32 grouped", "manual bf16 grouped")] + [ACCURACY_EXTRA]
                 if args.accuracy else VARIANTS)
     variants = [v for v in variants if not args.only or any(s.strip() in v[0] for s in args.only.split(","))]

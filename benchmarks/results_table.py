@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from shared.atomic import atomic_write_text
+from shared.provenance import cpu_class
 
 # The IMDB models, first the one the targets are judged on: (file prefix, what it is, its run folder).
 TRAINED = (
@@ -138,14 +139,38 @@ def accuracy_section(r: Path) -> list[str]:
     return out
 
 
+def _by_machine(r: Path, stem: str) -> list[dict]:
+    """Every results/<stem>*.json (one per CPU class: bench_edge_avx2.json, ...), newest first."""
+    found = []
+    for p in sorted(r.glob(f"{stem}*.json")):
+        if p.stem == stem or p.stem[len(stem)] == "_" and "accuracy" not in p.stem:
+            found.append(json.loads(p.read_text()) | {"_file": p.name})
+    return sorted(found, key=lambda d: (d.get("provenance") or {}).get("date", ""), reverse=True)
+
+
+def _cpu_title(d: dict) -> str:
+    m = (d.get("provenance") or {}).get("machine") or {}
+    isa = m.get("isa", [])
+    return f"{m.get('cpu', '?')}, {m.get('cpu_class') or cpu_class(isa)} ({' '.join(isa) or 'no flags recorded'})"
+
+
 def edge_section(r: Path) -> list[str]:
-    d = _load(r, "bench_edge")
-    if not d:
+    found = _by_machine(r, "bench_edge")
+    if not found:
         return ["## Edge speed", "", "not measured yet: `" + COMMANDS["bench_edge"] + "`"]
+    out = []
+    for d in found:
+        out += edge_machine_section(r, d) + [""]
+    return out[:-1]
+
+
+def edge_machine_section(r: Path, d: dict) -> list[str]:
     runs = d["runs"]
     repeats = d["provenance"].get("repeats", 1)
     runs_note = f"median of {repeats} alternating runs each" if repeats > 1 else "one run"
-    out = [f"## Edge speed (same reviews, {runs_note})", "", f"`{_cmd(d, 'bench_edge')}`", "",
+    isa = d["provenance"]["machine"].get("isa", [])
+    out = [f"## Edge speed on {_cpu_title(d)} (same reviews, {runs_note})", "",
+           f"`{_cmd(d, 'bench_edge')}` (`results/{d['_file']}`)", "",
            "| runtime | reviews/s | vs PyTorch pipeline | peak RSS | reviews/s, each run |",
            "| --- | ---: | ---: | ---: | --- |"]
     base = runs["torch_pipeline"]["reviews_per_s"]
@@ -165,10 +190,11 @@ def edge_section(r: Path) -> list[str]:
                 "", "Why not 4x here: the int8 path already runs onnxruntime's fused BERT graph with VNNI "
                 "kernels, one review per run with as many reviews at once as threads (the fastest setting "
                 "measured for dynamic INT8, docs/decisions.md), with no padding, tokenising while it scores. "
-                + profile_sentence(r) + " This machine has AVX-512 VNNI but no AMX, and the issue's 4x "
-                f"assumed AMX (Sapphire Rapids). fp32 ONNX is {d['fp32_speedup_vs_torch']:.2f}x the pipeline, so int8 itself adds about "
+                + (profile_sentence(r) if "avx512_vnni" in isa else "") + f" This machine's CPU class is "
+                f"{cpu_class(isa)}{'' if 'amx_int8' in isa else ' (no AMX)'}; the issue's 4x assumed AMX (Sapphire Rapids). fp32 ONNX is {d['fp32_speedup_vs_torch']:.2f}x the pipeline, so int8 itself adds about "
                 f"{d['int8_speedup_vs_torch'] / d['fp32_speedup_vs_torch']:.1f}x."]),
-            "", f"AVX2-only run: {d.get('int8_avx2_only')}", "", f"Machine and versions: {_machine(d)}"]
+            *(["", f"AVX2-only CPUs: {d['int8_avx2_only']}"] if d.get("int8_avx2_only") else []),
+            "", f"Machine and versions: {_machine(d)}"]
     return out
 
 
@@ -188,13 +214,20 @@ def profile_sentence(r: Path) -> str:
 
 
 def train_speed_section(r: Path) -> list[str]:
-    d = _load(r, "bench_train")
-    if not d:
+    found = _by_machine(r, "bench_train")
+    if not found:
         return ["## Training speed", "", "not measured yet: `" + COMMANDS["bench_train"] + "`"]
+    out = []
+    for d in found:
+        out += train_machine_section(d) + [""]
+    return out + train_accuracy_section(r)
+
+
+def train_machine_section(d: dict) -> list[str]:
     repeats = d.get("repeats", 1)
     runs = f"median of {repeats} alternating runs, each in a fresh process" if repeats > 1 else "one run"
-    out = [f"## Training speed (same model and reviews, {runs})", "",
-           f"`{_cmd(d, 'bench_train')}` — {d['model']}, {d['samples']} reviews, max_length {d['max_length']}, "
+    out = [f"## Training speed on {_cpu_title(d)} (same model and reviews, {runs})", "",
+           f"`{_cmd(d, 'bench_train')}` (`results/{d['_file']}`) — {d['model']}, {d['samples']} reviews, max_length {d['max_length']}, "
            f"batch {d['batch_size']}", "", "| variant | samples/s | samples/s, each run |", "| --- | ---: | --- |"]
     out += [f"| {row['variant']} | {row['samples_per_s']:.2f} | "
             f"{', '.join(f'{x:.2f}' for x in row.get('samples_per_s_each', [row['samples_per_s']]))} |"
@@ -218,9 +251,14 @@ def train_speed_section(r: Path) -> list[str]:
             "attention with dropout is computed as eager attention computes it under autocast, with the mask, "
             "softmax and dropout kept in bf16 too under bf16 (docs/decisions.md)."]
     out += ["", f"Machine and versions: {_machine(d)}"]
+    return out
+
+
+def train_accuracy_section(r: Path) -> list[str]:
+    out = []
     acc = _load(r, "bench_train_accuracy")
     if acc:
-        out += ["", f"Does bf16 cost accuracy? `{_cmd(acc, 'bench_train_accuracy')}`: the manual loop fine-tuned "
+        out += [f"Does bf16 cost accuracy? `{_cmd(acc, 'bench_train_accuracy')}`: the manual loop fine-tuned "
                 f"{acc['steps']} steps of batch {acc['batch_size']} ({acc['samples']} reviews, max_length "
                 f"{acc['max_length']}) from the same seed, scored on {acc['valid_reviews']} validation reviews.", "",
                 "| variant | valid accuracy | valid macro F1 |", "| --- | ---: | ---: |"]

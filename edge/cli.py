@@ -1,4 +1,7 @@
-"""`edge-classify`: score reviews offline with a model bundle (thin typer wrapper)."""
+"""`edge-classify`: score reviews offline with a model bundle (a thin click command).
+
+click, not typer as in train-classify: typer 0.29 builds its options with pydantic, which cost
+about 0.26 s of every cold start here (docs/decisions.md)."""
 from __future__ import annotations
 
 import os
@@ -9,15 +12,12 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
-# typer validates options with pydantic, whose plugin discovery scans every installed
-# package's entry points (~40 ms of a cold start); this CLI needs no plugins.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-import typer  # noqa: E402
+import click
 
-from edge.output import OUTPUT_FORMATS, Formatter  # noqa: E402
-from edge.records import DEFAULT_LABEL_FIELD, INPUT_FORMATS, STDIN, read_records  # noqa: E402
-from shared.atomic import atomic_path  # noqa: E402
-from shared.errors import BundleError, ClassifierError  # noqa: E402
+from edge.output import OUTPUT_FORMATS, Formatter
+from edge.records import DEFAULT_LABEL_FIELD, INPUT_FORMATS, STDIN, read_records
+from shared.atomic import atomic_path
+from shared.errors import BundleError, ClassifierError
 
 PROG = "edge-classify"
 EDGE_PACKAGES = ("review-classifier", "onnxruntime", "tokenizers", "numpy")
@@ -45,9 +45,6 @@ The bundle: --model, else $EDGE_CLASSIFY_MODEL, else one installed with `train-c
 Exit codes: 0 ok (also when the reader of stdout goes away, as with '| head'), 2 bad input
 or flag, 3 missing/corrupt bundle, 130 interrupted (a partial --output is removed).
 """
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-
 
 @dataclass
 class ScoreOptions:
@@ -81,38 +78,37 @@ class ScoreOptions:
                 raise ClassifierError(f"input file not found: {s}")
 
 
-@app.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
-def classify_command(
-    files: Annotated[Optional[list[str]], typer.Argument(metavar="FILE", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", show_default=False,
-                     help="Bundle folder or .tar.gz [default: $EDGE_CLASSIFY_MODEL, an installed bundle, "
-                          "or the shipped default model]")] = None,
-    info: Annotated[bool, typer.Option("--info", help="Describe the bundle (labels, metrics, base model, "
-                                                      "size, creation time) and exit")] = False,
-    input_format: Annotated[str, typer.Option("--input-format", help="lines, csv or jsonl")] = "lines",
-    text_field: Annotated[Optional[str], typer.Option("--text-column", "--text-field", show_default=False,
-                          help="Column (csv) or field (jsonl) holding the text [default: review / text]")] = None,
-    label_field: Annotated[Optional[str], typer.Option("--label-column", "--label-field", show_default=False,
-                           help="Column/field holding the true label, for --eval [default: sentiment / label]")] = None,
-    output_format: Annotated[str, typer.Option("--format", help="tsv, csv or jsonl")] = "tsv",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", show_default=False,
-                      help="Write results here (atomically) instead of stdout")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels per record, most likely first")] = 1,
-    empty: Annotated[str, typer.Option("--empty", help="Empty texts: mark (empty record) or error")] = "mark",
-    errors: Annotated[str, typer.Option("--errors", help="Invalid UTF-8: strict (error naming the line) or replace")] = "strict",
-    evaluate: Annotated[bool, typer.Option("--eval", help="Compare with the input's labels; report on stdout")] = False,
-    eval_json: Annotated[Optional[Path], typer.Option("--eval-json", show_default=False,
-                         help="With --eval: also write the report as JSON here (atomically)")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, show_default=False,
-                       help="onnxruntime threads [default: the CPUs this process may use]")] = None,
-) -> None:
+@click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("files", nargs=-1, metavar="[FILE]...")
+@click.option("--model", "-m", type=click.Path(path_type=Path), default=None,
+              help="Bundle folder or .tar.gz [default: $EDGE_CLASSIFY_MODEL, an installed bundle, or the shipped "
+                   "default model]")
+@click.option("--info", is_flag=True, help="Describe the bundle (labels, metrics, base model, size, creation time) "
+                                           "and exit")
+@click.option("--input-format", default="lines", show_default=True, help="lines, csv or jsonl")
+@click.option("--text-column", "--text-field", "text_field", default=None,
+              help="Column (csv) or field (jsonl) holding the text [default: review / text]")
+@click.option("--label-column", "--label-field", "label_field", default=None,
+              help="Column/field holding the true label, for --eval [default: sentiment / label]")
+@click.option("--format", "output_format", default="tsv", show_default=True, help="tsv, csv or jsonl")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Write results here (atomically) instead of stdout")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Labels per record, most likely first")
+@click.option("--empty", default="mark", show_default=True, help="Empty texts: mark (empty record) or error")
+@click.option("--errors", default="strict", show_default=True,
+              help="Invalid UTF-8: strict (error naming the line) or replace")
+@click.option("--eval", "evaluate", is_flag=True, help="Compare with the input's labels; report on stdout")
+@click.option("--eval-json", type=click.Path(path_type=Path), default=None,
+              help="With --eval: also write the report as JSON here (atomically)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="onnxruntime threads [default: the CPUs this process may use]")
+def app(files, model, info, **flags) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if info:
-        raise typer.Exit(describe(model))
-    opts = ScoreOptions(files or [STDIN], model, input_format, text_field, label_field, output_format, output,
-                        top_k, empty, errors, evaluate, eval_json, batch_size, threads)
-    raise typer.Exit(run(opts))
+        sys.exit(describe(model))
+    sys.exit(run(ScoreOptions(list(files) or [STDIN], model, **flags)))
 
 
 def run(opts: ScoreOptions) -> int:
@@ -235,8 +231,8 @@ def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)   # unwinds like Ctrl-C, so a partial --output is removed
 
 
-def main() -> None:
-    app(prog_name=PROG)
+def main(argv: list[str] | None = None) -> None:
+    app.main(args=argv, prog_name=PROG)
 
 
 if __name__ == "__main__":

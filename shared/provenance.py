@@ -69,6 +69,11 @@ def cpu_class(isa: list[str] | None = None) -> str:
     return "no AVX2"
 
 
+def cpu_slug(isa: list[str] | None = None) -> str:
+    """cpu_class as a file-name part: results/bench_edge_<slug>.json keeps each CPU class's figures."""
+    return cpu_class(isa).split(" + ")[0].lower().replace(" ", "-").replace("-512", "512")
+
+
 def machine() -> dict:
     isa = cpu_isa()
     return {"platform": platform.platform(), "python": platform.python_version(),

@@ -99,7 +99,8 @@ def test_training_speed_shows_medians_each_run_and_the_goals(tmp_path):
         "provenance": prov("python -m benchmarks.bench_train --accuracy")})
     assert main(["--results", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
-    assert "## Training speed (same model and reviews, median of 3 alternating runs, each in a fresh process)" in text
+    assert ("## Training speed on Test CPU, AVX2 (avx2) (same model and reviews, median of 3 alternating runs, "
+            "each in a fresh process)") in text
     assert "| manual bf16 grouped | 11.44 | 10.64, 12.22, 11.44 |" in text
     assert "bf16 + grouping >= 2x fp32 padded: met (2.43x); manual loop >= Trainer: NOT met (fp32 0.95x" in text
     assert "| manual bf16 grouped, torch dropout | 82.20% | 82.20% |" in text
@@ -120,3 +121,27 @@ def test_edge_shortfall_is_explained_from_the_recorded_profile(tmp_path):
     assert "(`python -m benchmarks.profile_edge --bundle B8`: 20 reviews of 256 tokens" in text
     assert "26.6 ms of kernel time a review): QAttention 46%, DynamicQuantizeMatMul 41%, BiasGelu 8%, LayerNormalization 3%." in text
     assert "run at 187 GMAC/s on one core" in text and "32% of the time is the attention core" in text and "70 GFLOP/s" in text
+
+
+def test_each_cpu_class_keeps_its_own_speed_section(tmp_path):
+    def edge(cpu, isa, rate, date):
+        p = prov("python -m benchmarks.bench_edge")
+        p.update(machine={"cpu": cpu, "cpus": 2, "isa": isa}, date=date, repeats=3, threads=2)
+        run = {"reviews_per_s": rate, "peak_rss_mb": 190.0, "reviews_per_s_each": [rate]}
+        return {"provenance": p, "runs": {"edge_int8": run, "edge_fp32": dict(run, reviews_per_s=rate / 2),
+                                          "torch_pipeline": dict(run, reviews_per_s=rate / 3)},
+                "cold_start_s": 0.25, "slim_venv_mb": 200, "training_venv_mb": 2000, "slim_over_training": 0.1,
+                "int8_speedup_vs_torch": 3.0, "fp32_speedup_vs_torch": 1.5, "int8_fp32_label_agreement": 0.99,
+                "goals": {"int8 >= 4x torch": False}}
+
+    write(tmp_path, "bench_edge_avx512-vnni", edge("EPYC A", ["avx2", "avx512f", "avx512_vnni"], 85.0, "2026-11-26"))
+    write(tmp_path, "bench_edge_avx2", edge("EPYC B", ["avx2", "fma"], 47.0, "2026-12-01"))
+    assert main(["--results", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    avx2 = text.index("## Edge speed on EPYC B, AVX2 (avx2 fma)")
+    vnni = text.index("## Edge speed on EPYC A, AVX-512 VNNI (avx2 avx512f avx512_vnni)")
+    assert avx2 < vnni                                   # newest first, the older class kept
+    assert "| edge-classify, int8 bundle | 47.0 | 3.00x |" in text and "| edge-classify, int8 bundle | 85.0 | 3.00x |" in text
+    assert "(`results/bench_edge_avx2.json`)" in text
+    # the shortfall note names each machine's own class, never a fixed one
+    assert "CPU class is AVX2 (no AMX)" in text[avx2:vnni] and "CPU class is AVX-512 VNNI (no AMX)" in text[vnni:]

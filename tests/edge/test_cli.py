@@ -1,4 +1,4 @@
-"""edge-classify behaviour through the typer app, in process (fast)."""
+"""edge-classify behaviour through the click command, in process (fast)."""
 import csv
 import gzip
 import io
@@ -8,7 +8,7 @@ import signal
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from edge.cli import app
 from edge.model import EdgeClassifier

@@ -40,7 +40,7 @@ def test_slim_install_has_no_torch_and_classifies(slim_env, tiny):
     installed = subprocess.run([py, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
                                capture_output=True, text=True).stdout.lower()
     names = {line.split("==")[0] for line in installed.splitlines()}
-    assert {"onnxruntime", "tokenizers", "numpy", "typer", "tqdm", "review-classifier"} <= names
+    assert {"onnxruntime", "tokenizers", "numpy", "click", "tqdm", "review-classifier"} <= names
     assert not names & set(HEAVY), names & set(HEAVY)
     probe = subprocess.run([py, "-c", "import torch"], capture_output=True, text=True)
     assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
