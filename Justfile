@@ -59,15 +59,19 @@ docker-train *ARGS:
     if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then opts+=(--gpus all); fi
     docker run --rm "${opts[@]}" review-classifier-train "${args[@]}"
 
-# Score stdin with the edge image and BUNDLE (folder or .tar.gz; default out/int8) mounted read-only: just docker-edge < reviews.txt
+# Score stdin with the edge image: its shipped default model, or BUNDLE (folder or .tar.gz, e.g. out/int8) mounted read-only: just docker-edge < reviews.txt
 [positional-arguments]
-docker-edge bundle="out/int8" *ARGS:
+docker-edge bundle="" *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
-    bundle=$1; shift
-    [ -e "$bundle" ] || { echo "docker-edge: bundle not found: $bundle (train one: just docker-train)" >&2; exit 2; }
-    if [ -d "$bundle" ]; then
-      mount=(-v "$(realpath "$bundle"):/model:ro")
+    bundle=${1:-}; shift || true
+    mount=()
+    if [ -z "$bundle" ]; then
+      :
+    elif [ ! -e "$bundle" ]; then
+      echo "docker-edge: bundle not found: $bundle (train one: just docker-train)" >&2; exit 2
+    elif [ -d "$bundle" ]; then
+      mount=(-v "$(realpath "$bundle"):/model:ro" -e EDGE_CLASSIFY_MODEL=/model)
     else
       mount=(-v "$(realpath "$bundle"):/model.tar.gz:ro" -e EDGE_CLASSIFY_MODEL=/model.tar.gz)
     fi

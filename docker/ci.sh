@@ -152,8 +152,15 @@ score() { # image [run args...]: 3 input lines -> exactly 3 'label<TAB>probabili
         'NF == 2 && index(labels, " " $1 " ") && $2 >= 0 && $2 <= 1' | wc -l)" -eq 3 ]
 }
 t "smoke: edge image scores stdin with the bundle mounted read-only"
-check "edge scores 3 lines from stdin (bundle mounted at /model)" score "$EDGE" -v "$BUNDLE:/model:ro"
+check "edge scores 3 lines from stdin (bundle mounted at /model)" score "$EDGE" -v "$BUNDLE:/model:ro" -e EDGE_CLASSIFY_MODEL=/model
 MOUNTED=$SCORES
+
+t "smoke: edge image with nothing mounted scores with the shipped default model"
+shipped_right() { # the first review is glowing, the second scathing: a trained model must say so
+  score "$EDGE" && [ "$(printf '%s\n' "$SCORES" | cut -f1 | head -2 | tr '\n' ' ')" = "positive negative " ]
+}
+check "edge scores 3 lines with the shipped default: positive, negative" shipped_right
+check "edge --info names the shipped default" bash -c "$D run --rm --network none $EDGE --info | grep -q 'shipped default'"
 
 t "smoke: edge image with the bundle baked in (--build-arg BUNDLE)"
 mkdir "$W/ctx"

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from shared.atomic import atomic_path
+from shared.atomic import atomic_path, atomic_write_text
 from shared.bundle import Manifest, load_bundle, pack_bundle, seal_bundle
 from shared.calibration import calibration_report
 from shared.metrics import classification_report
@@ -24,11 +24,12 @@ from training.export import (ExportError, export_onnx, load_for_export, onnx_log
                              pad_token_id)
 from training.loop import log_rank0
 from training.model_card import write_model_card
-from training.quantize import PER_REVIEW, quantize_onnx
+from training.quantize import PER_REVIEW, QuantizationError, quantize_onnx
 from training.text import encode_texts, special_ids
 
 PRECISIONS = ("fp32", "int8")
 COMPRESSION_FILE = "compression.json"   # written by training.compress next to a pruned/distilled model
+INT8_REPORT = "int8_report.json"        # written beside the bundles when INT8 fails
 EDGE_PROB_ATOL = 1e-4                   # bundle (edge tokenizer path) vs training path, same ONNX model
 
 
@@ -146,17 +147,23 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
         common = dict(labels=labels, input_names=export["input_names"], base_model=base,
                       data_fingerprint=data_fingerprint)
         staged: dict[str, Path] = {}
+        int8_failed: QuantizationError | None = None
         if "int8" in precisions:
             int8_onnx = stage / "int8.onnx"
             log(f"export: INT8 ({cfg.quant_approach}) tuning on {len(valid.texts)} validation texts, one line a trial")
-            quant = quantize_onnx(fp32_onnx, int8_onnx, cfg, calib.texts, valid.texts, valid.labels, tokenizer,
-                                  max_trials=max_trials, log=log)
-            agreement = label_agreement(fp32_onnx, int8_onnx, verify, tokenizer, cfg)
-            if not agreement >= cfg.int8_agreement:
-                raise ExportError(
-                    f"int8 model agrees with fp32 on only {agreement:.2%} of {len(verify)} validation texts "
-                    f"(< int8_agreement {cfg.int8_agreement:.2%}); no bundle was written "
-                    "(try --set quant_approach=dynamic, or ship --precision fp32)")
+            try:
+                quant = quantize_onnx(fp32_onnx, int8_onnx, cfg, calib.texts, valid.texts, valid.labels, tokenizer,
+                                      max_trials=max_trials, log=log)
+                agreement = label_agreement(fp32_onnx, int8_onnx, verify, tokenizer, cfg)
+                if not agreement >= cfg.int8_agreement:
+                    raise QuantizationError(
+                        f"int8 model agrees with fp32 on only {agreement:.2%} of {len(verify)} validation texts "
+                        f"(< int8_agreement {cfg.int8_agreement:.2%}); no int8 bundle was written "
+                        "(try --set quant_approach=dynamic)", quant)
+            except QuantizationError as e:
+                int8_failed = e
+                log(f"export: INT8 failed, the fp32 bundle is built anyway: {e}")
+        if "int8" in precisions and int8_failed is None:
             int8_report, int8_logits = onnx_report(int8_onnx, valid, tokenizer, cfg, labels)
             int8_metrics = dict(metrics, int8=_short(int8_report))
             folder = stage / "int8"
@@ -183,6 +190,12 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
             built[precision] = out_dir / precision
             if archive:
                 built[f"{precision}_archive"] = pack_bundle(out_dir / precision, out_dir / f"{precision}.tar.gz")
+    if int8_failed is not None:
+        report = out_dir / INT8_REPORT
+        atomic_write_text(report, json.dumps({"error": str(int8_failed), **int8_failed.report}, indent=2) + "\n")
+        written = f"the fp32 bundle was written and verified at {built['fp32']}" if "fp32" in built else \
+            "no fp32 bundle was asked for"
+        raise QuantizationError(f"{int8_failed} -- {written}; INT8 trial report: {report}", int8_failed.report)
     return built
 
 

@@ -11,29 +11,38 @@ from pathlib import Path
 import typer
 
 RECIPE = typer.Option("default", "--recipe", "-r", help="Recipe name (tiny, default, gpu) or a .toml file.")
+RUN_RECIPE = typer.Option(None, "--recipe", "-r", show_default=False,
+                          help="Recipe name or .toml file [default: the saved config.json of the run MODEL_DIR "
+                               "came from, else the default recipe]")
 SET = typer.Option([], "--set", "-s", help="key=value override of any config field")
 DATA = typer.Option("", "--data", help="Labelled CSV/CSV.gz (or any training.data source) for calibration and "
                                        "verification; default: the recipe's data (valid split + train sample)")
 
 
-def _config(recipe: str, set_: list[str]):
-    from training.config import load_config
+def _config(recipe: str | None, set_: list[str], model_dir: Path | None = None):
+    """The recipe named, else the saved config of the run `model_dir` came from, else `default`."""
+    from training.config import load_config, load_run_config, run_folder_of
 
-    return load_config(recipe, list(set_))
+    run = run_folder_of(model_dir) if model_dir is not None and not recipe else None
+    if run is not None:
+        return load_run_config(run, list(set_))
+    return load_config(recipe or "default", list(set_))
 
 
 def calib_and_valid(cfg, data: str):
-    """(calibration reviews, validation reviews): from `data` split in two halves (stratified), or
-    from the recipe's data: a cfg.calib_samples sample of train and the valid split."""
-    from training.data import load_reviews, load_splits, reduce_reviews, split_reviews
+    """(calibration reviews, validation reviews, fingerprint of the data they came from): from
+    `data` split in two halves (stratified), or from the config's data: a cfg.calib_samples sample
+    of train and the valid split (then the fingerprint is the training run's own)."""
+    from training.data import data_fingerprint, load_reviews, load_splits, reduce_reviews, split_reviews
 
     if data:
         rest, valid = split_reviews(load_reviews(data, cfg), 0.5, cfg.seed)
+        fingerprint = data_fingerprint({"calib": rest, "valid": valid})
     else:
         splits = load_splits(cfg)
-        rest, valid = splits["train"], splits["valid"]
+        rest, valid, fingerprint = splits["train"], splits["valid"], data_fingerprint(splits)
     calib = reduce_reviews(rest, min(1.0, cfg.calib_samples / max(len(rest), 1)), cfg.seed)
-    return calib, valid
+    return calib, valid, fingerprint
 
 
 def _fmt(m: dict | None) -> str:
@@ -45,21 +54,22 @@ def _fmt(m: dict | None) -> str:
 def export_cmd(model_dir: Path = typer.Argument(..., help="A Hugging Face sequence-classifier folder"),
                out: Path = typer.Option(..., "--out", help="Folder for the bundles (<out>/int8, <out>/fp32)"),
                precision: str = typer.Option("both", "--precision", help="int8, fp32 or both"),
-               recipe: str = RECIPE, set_: list[str] = SET, data: str = DATA,
+               recipe: str | None = RUN_RECIPE, set_: list[str] = SET, data: str = DATA,
                archive: bool = typer.Option(False, "--archive", help="Also write <out>/<precision>.tar.gz")) -> None:
     """Export a classifier to verified ONNX model bundles (fp32 and/or INC-quantized int8)."""
     from shared.errors import ClassifierError
     from training.bundle_build import build_bundles
-    from training.data import data_fingerprint
-
+    from training.config import run_folder_of
     precisions = ("fp32", "int8") if precision == "both" else (precision,)
     if any(p not in ("fp32", "int8") for p in precisions):
         raise ClassifierError(f"--precision must be int8, fp32 or both, got {precision!r}")
-    cfg = _config(recipe, set_)
-    calib, valid = calib_and_valid(cfg, data)
-    built = build_bundles(model_dir, out, cfg, valid=valid, calib=calib,
-                          data_fingerprint=data_fingerprint({"calib": calib, "valid": valid}),
-                          archive=archive, precisions=precisions)
+    cfg = _config(recipe, set_, model_dir)
+    calib, valid, fingerprint = calib_and_valid(cfg, data)
+    # the run's PyTorch test metrics, when exporting a run's checkpoint on its own data
+    run = run_folder_of(model_dir) if not data else None
+    results = json.loads((run / "results.json").read_text()) if run and (run / "results.json").is_file() else {}
+    built = build_bundles(model_dir, out, cfg, valid=valid, calib=calib, data_fingerprint=fingerprint,
+                          fp32_metrics=results.get("test"), archive=archive, precisions=precisions)
     from shared.bundle import load_bundle
 
     for name, path in built.items():
@@ -86,7 +96,7 @@ def quantize_cmd(fp32_model: Path = typer.Argument(..., help="fp32 ONNX model (f
     from training.quantize import quantize_onnx
 
     cfg = _config(recipe, set_)
-    calib, valid = calib_and_valid(cfg, data)
+    calib, valid, _ = calib_and_valid(cfg, data)
     report = quantize_onnx(fp32_model, out, cfg, calib.texts, valid.texts, valid.labels,
                            load_tokenizer_only(tokenizer_dir))
     for t in report["trials"]:

@@ -78,6 +78,7 @@ class TrainConfig:
     # relative validation-accuracy loss allowed for int8: 0.5% is 0.46 points at 92.6%, inside the
     # product's budget of 0.5 points below fp32 (1% allowed 0.93 and let a 0.73% candidate through)
     quant_tolerance: float = 0.005
+    max_model_mb: float = 0.0            # INT8 candidates over this size fail their trial; 0: no limit
     parity_atol: float = 1e-3             # fp32 ONNX vs PyTorch max |logit diff|
     int8_agreement: float = 0.97          # int8 vs fp32 label agreement on the valid sample
     verify_samples: int = 256
@@ -211,4 +212,32 @@ def load_config(recipe: str = "default", overrides: list[str] | tuple[str, ...] 
     unknown = sorted(set(values) - set(hints))
     if unknown:
         raise ClassifierError(f"unknown config field(s) {unknown} (from {path.name} or overrides)")
+    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+
+
+def run_folder_of(model_dir: str | Path) -> Path | None:
+    """The run folder a checkpoint came from (runs/x for runs/x/best), if it holds a config.json."""
+    for folder in (Path(model_dir), Path(model_dir).parent):
+        if (folder / "config.json").is_file() and (folder / "history.json").is_file():
+            return folder
+    return None
+
+
+def load_run_config(folder: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """A run's saved config.json (as it trained), with `key=value` overrides on top."""
+    path = Path(folder) / "config.json"
+    try:
+        values: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClassifierError(f"cannot read the run's config {path}: {e}") from None
+    hints = typing.get_type_hints(TrainConfig)
+    values = {k: v for k, v in values.items() if k in hints}   # fields a later version dropped
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ClassifierError(f"override {item!r} must look like key=value")
+        key = key.strip().replace("-", "_")
+        if key not in hints:
+            raise ClassifierError(f"unknown config field {key!r} (override)")
+        values[key] = value
     return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})

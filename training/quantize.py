@@ -40,7 +40,12 @@ PER_REVIEW = 1
 
 
 class QuantizationError(ExportError):
-    """No INT8 candidate stayed within the accuracy tolerance, or the result failed its check."""
+    """No INT8 candidate stayed within the accuracy tolerance, or the result failed its check;
+    `report` holds every trial."""
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report or {}
 
 
 class CalibrationReader:
@@ -221,8 +226,17 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
     fp32_pred: list[np.ndarray] = []
 
     def eval_fn(model_path: str) -> float:
-        """Accuracy; 0.0 (a failed trial for INC) when the labels disagree with fp32 too often.
-        INC's first call scores the fp32 model itself: its predictions are the reference."""
+        """Accuracy; 0.0 (a failed trial for INC) when the labels disagree with fp32 too often or
+        the model is over cfg.max_model_mb. INC's first call scores the fp32 model itself: its
+        predictions are the reference."""
+        size_mb = Path(model_path).stat().st_size / 1e6 if results and Path(model_path).is_file() else 0.0
+        if cfg.max_model_mb and size_mb > cfg.max_model_mb:
+            errors[len(results)] = f"{size_mb:.1f} MB is over max_model_mb={cfg.max_model_mb:g}"
+            if log:
+                log(f"  trial {len(results)} ({cands[len(results) - 1][0]}): {errors[len(results)]}")
+            results.append(0.0)
+            agreements.append(0.0)
+            return 0.0
         try:
             pred = predict(model_path)
         except Exception as e:  # noqa: BLE001 - a candidate that yields a broken graph is a failed trial
@@ -286,11 +300,11 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
             f"on >= {cfg.int8_agreement:.2%} of {len(valid_ids)} validation texts; "
             f"tried {len(trials)}: {tried or 'none'}. "
             "Try --set quant_approach=dynamic|static, more calib_samples, a larger quant_tolerance, "
-            "or ship the fp32 bundle")
+            "or ship the fp32 bundle", report)
     low, high = int8_weight_range(q_model)
     if REDUCE_RANGE and not (-64 <= low and high <= 64):
         raise QuantizationError(f"int8 weights span [{low}, {high}] although reduce_range (7-bit weights) was "
-                                "asked for: the model would give wrong outputs on CPUs without VNNI")
+                                "asked for: the model would give wrong outputs on CPUs without VNNI", report)
     report["int8_weight_range"] = [low, high]
     with atomic_path(out_path) as tmp:
         onnx.save_model(q_model, str(tmp))

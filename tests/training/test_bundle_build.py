@@ -45,7 +45,13 @@ def test_int8_and_fp32_bundles_are_built_verified_and_described(bundles, trained
         assert manifest.metrics["fp32"]["accuracy"] > 0.8
         assert manifest.compression["export"]["parity"]["max_abs_logit_diff"] <= cfg.parity_atol
         assert manifest.compression["edge_max_prob_diff"] <= 1e-4
-        assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+        assert sorted(p.name for p in folder.iterdir()) == ["README.md", "manifest.json", "model.onnx", "tokenizer.json"]
+        assert "README.md" in manifest.files                      # the card is covered by the checksums
+        card = (folder / "README.md").read_text()
+        assert card.startswith("---\nlicense: ") and "## Intended use" in card and "## Limitations" in card
+        assert f"{cfg.max_length} tokens (head+tail" in card and manifest.training["max_length"] == cfg.max_length
+        assert "Test set: not measured for this bundle yet" in card
+        assert_calibration(manifest, folder, cfg)
     int8, _ = load_bundle(bundles["int8"])
     quant = int8.compression["quantization"]
     assert quant["reduce_range"] is True and quant["trials"]
@@ -57,12 +63,52 @@ def test_int8_and_fp32_bundles_are_built_verified_and_described(bundles, trained
     assert leftovers == []
 
 
+def assert_calibration(manifest, folder, cfg):
+    """The stored temperature is the validation fit where the raw ECE exceeded the limit, 1.0
+    otherwise, and the edge runtime's probabilities are softmax(logits / T) of the bundle's model."""
+    from edge.model import EdgeClassifier, softmax
+    from training.export import onnx_logits, ort_session
+
+    cal = manifest.calibration
+    assert cal["n"] == 96 and cal["fitted_on"] == "validation split"
+    if cal["ece_before"] > cal["ece_limit"] and cal["ece_after_fit"] < cal["ece_before"]:
+        assert cal["temperature"] == cal["fitted_temperature"] != 1.0
+    else:
+        assert cal["temperature"] == 1.0
+    texts = toy_reviews(16, 9, "probe").texts
+    clf = EdgeClassifier(folder, threads=1)
+    logits = onnx_logits(ort_session(folder / "model.onnx"), clf.encode(texts), manifest.pad_id, batch_size=1)
+    expect = softmax(logits.astype(np.float64) / cal["temperature"])
+    assert np.abs(clf.predict_proba(texts) - expect).max() < 1e-4
+
+
+def test_update_card_records_test_metrics_and_speed_and_reseals(bundles, tmp_path):
+    from training.model_card import update_card
+
+    folder = tmp_path / "b"
+    shutil.copytree(bundles["int8"], folder)
+    report = {"accuracy": 0.9261, "macro_f1": 0.926, "n": 25000, "ece": 0.012, "ece_uncalibrated": 0.041,
+              "provenance": {"command": "edge-classify --eval test.csv", "machine": {"cpu": "EPYC", "cpus": 2, "isa": ["avx2", "fma"]}}}
+    speed = {"provenance": {"command": "python -m benchmarks.bench_edge", "threads": 2,
+                            "machine": {"cpu": "EPYC", "cpu_class": "AVX2", "isa": ["avx2", "fma"]}},
+             "runs": {"edge_int8": {"reviews_per_s": 47.5}}, "int8_speedup_vs_torch": 2.6}
+    (tmp_path / "eval.json").write_text(json.dumps(report))
+    (tmp_path / "speed.json").write_text(json.dumps(speed))
+    m = update_card(folder, tmp_path / "eval.json", tmp_path / "speed.json")
+    again, _ = load_bundle(folder)                                # still verifies: re-sealed
+    assert again.metrics["test_edge"]["accuracy"] == 0.9261 and again.metrics["speed"][0]["reviews_per_s"] == 47.5
+    card = (folder / "README.md").read_text()
+    assert "accuracy 0.9261, macro F1 0.9260, expected calibration error 0.0120 (without the temperature: 0.0410)" in card
+    assert "| EPYC (AVX2) | avx2, fma | 47.5 | 2.60x | 2 |" in card and "value: 0.9261" in card
+    assert m.files["README.md"] == again.files["README.md"]
+
+
 def test_archive_loads_like_the_folder(bundles, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     manifest, folder = load_bundle(bundles["int8_archive"])
     assert manifest.precision == "int8"
     with tarfile.open(bundles["int8_archive"]) as tar:
-        assert sorted(tar.getnames()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+        assert sorted(tar.getnames()) == ["README.md", "manifest.json", "model.onnx", "tokenizer.json"]
 
 
 def test_evaluate_bundle_reports_accuracy_f1_and_confusion(bundles):
@@ -99,13 +145,20 @@ def test_tampered_truncated_and_incompatible_bundles_are_refused(bundles, tmp_pa
         load_bundle(cut)
 
 
-def test_failed_int8_agreement_raises_and_leaves_nothing(trained_tiny, tmp_path):
+@pytest.mark.parametrize("setting, message", [("int8_agreement=1.01", "agrees with fp32"),
+                                              ("max_model_mb=0.001", "over max_model_mb=0.001")])
+def test_failed_int8_still_writes_and_verifies_the_fp32_bundle(trained_tiny, tmp_path, setting, message):
     out = tmp_path / "out"
-    cfg = bundle_cfg(trained_tiny, "int8_agreement=1.01")
-    with pytest.raises(ExportError, match="agrees with fp32"):
+    cfg = bundle_cfg(trained_tiny, setting)
+    with pytest.raises(ExportError, match="the fp32 bundle was written and verified") as info:
         build_bundles(trained_tiny, out, cfg, valid=toy_reviews(48, 3, "valid"), calib=toy_reviews(16, 4, "c"),
                       max_trials=1)
-    assert list(out.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == ["fp32", "int8_report.json"]
+    manifest, _ = load_bundle(out / "fp32")                     # sealed and verified
+    assert manifest.precision == "fp32"
+    report = json.loads((out / "int8_report.json").read_text())
+    assert report["trials"] and report["error"] in str(info.value)
+    assert message in json.dumps(report["trials"]) or message in report["error"]
 
 
 def test_failed_fp32_parity_raises_and_leaves_nothing(trained_tiny, tmp_path):
