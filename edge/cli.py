@@ -7,6 +7,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+
+# Ctrl-C before scoring starts (imports, loading the model) ends the process quietly, with
+# nothing written yet; `app` turns it back into KeyboardInterrupt for the scoring itself.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -74,8 +78,30 @@ class ScoreOptions:
         if self.eval_json is not None and not self.evaluate:
             raise ClassifierError("--eval-json goes with --eval")
         for s in self.sources:
-            if s != STDIN and not os.path.isfile(s):
+            if s == STDIN:
+                continue
+            if not os.path.exists(s):
                 raise ClassifierError(f"input file not found: {s}")
+            if os.path.isdir(s):
+                raise ClassifierError(f"input {s} is a folder; give the files in it")
+            # named pipes and character devices (`<(cmd)`, /dev/stdin) are read like files
+        if self.output is not None:
+            check_output_path(self.output)
+
+
+def check_output_path(path: Path) -> None:
+    """--output must be a regular file or not exist yet, in a folder that exists or can be made:
+    an existing folder, device or pipe is never replaced."""
+    if path.is_symlink() and not path.exists():
+        raise ClassifierError(f"--output {path} is a broken symbolic link; refusing to write through it")
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise ClassifierError(f"--output {path} exists and is {kind}; refusing to replace it (choose a file path)")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ClassifierError(f"cannot write --output {path}: {parent} is a file, not a folder")
+            break
 
 
 @click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -106,6 +132,7 @@ class ScoreOptions:
               help="onnxruntime threads [default: the CPUs this process may use]")
 def app(files, model, info, **flags) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if info:
         sys.exit(describe(model))
     sys.exit(run(ScoreOptions(list(files) or [STDIN], model, **flags)))

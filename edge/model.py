@@ -69,7 +69,12 @@ class EdgeClassifier:
         unknown = [n for n in self._inputs if n not in KNOWN_INPUTS]
         if unknown:
             raise BundleError(f"bundle {self.folder}: the model wants inputs {unknown} this runtime cannot feed")
-        self._output = self._session.get_outputs()[0].name
+        output = self._session.get_outputs()[0]
+        self._output = output.name
+        width = output.shape[-1] if output.shape else None
+        if isinstance(width, int) and width != self.num_labels:
+            raise BundleError(f"bundle {self.folder}: the manifest names {self.num_labels} labels "
+                              f"{self.labels} but the model outputs {width} scores")
 
     @property
     def num_labels(self) -> int:
@@ -168,6 +173,9 @@ class EdgeClassifier:
             mask[row, :len(x)] = 1
         feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
         logits = self._session.run([self._output], {n: feeds[n] for n in self._inputs})[0]
+        if logits.shape[-1] != self.num_labels:
+            raise BundleError(f"bundle {self.folder}: the manifest names {self.num_labels} labels "
+                              f"{self.labels} but the model outputs {logits.shape[-1]} scores")
         return softmax(logits.astype(np.float64) / self.temperature).astype(np.float32)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
@@ -20,6 +21,7 @@ DEFAULT_TEXT_FIELD = {"csv": "review", "jsonl": "text"}
 DEFAULT_LABEL_FIELD = {"csv": "sentiment", "jsonl": "label"}
 BOM = b"\xef\xbb\xbf"
 STDIN = "-"
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Record(NamedTuple):
@@ -56,6 +58,8 @@ def read_records(sources: Iterable[str], input_format: str = "lines", text_field
 @contextmanager
 def _open_binary(source: str):
     if source == STDIN:
+        if sys.stdin is None or sys.stdin.closed:
+            raise ClassifierError("stdin is closed; give FILE arguments or pipe texts in")
         yield sys.stdin.buffer, "<stdin>"
         return
     try:
@@ -108,6 +112,8 @@ def _read_jsonl(f: BinaryIO, name: str, text_field: str, label_field: str | None
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise ClassifierError(f"{name}, line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise ClassifierError(f"{name}, line {n}: JSON nested too deeply to read") from None
         if not isinstance(obj, dict):
             raise ClassifierError(f"{name}, line {n}: expected a JSON object, got {type(obj).__name__}")
         text = obj.get(text_field)
@@ -115,6 +121,11 @@ def _read_jsonl(f: BinaryIO, name: str, text_field: str, label_field: str | None
             what = "has no" if text_field not in obj else "has a non-string"
             raise ClassifierError(f"{name}, line {n}: object {what} {text_field!r} field "
                                   f"(fields: {sorted(obj)}); choose one with --text-field")
+        if SURROGATE.search(text):   # "\ud800" escapes decode to text no UTF-8 encoder accepts
+            if errors == "strict":
+                raise ClassifierError(f"{name}, line {n}: the {text_field!r} text holds an unpaired UTF-16 "
+                                      "surrogate escape (like \\ud800); fix it or pass --errors replace")
+            text = SURROGATE.sub("\ufffd", text)
         label = None
         if label_field is not None:
             if obj.get(label_field) is None:
@@ -128,36 +139,50 @@ def _read_csv(f: BinaryIO, name: str, text_field: str, label_field: str | None,
               errors: str) -> Iterator[Record]:
     csv.field_size_limit(1 << 30)   # a 10 MB review is one field; the text policy clips it later
     stream = io.TextIOWrapper(f, encoding="utf-8-sig", errors=errors, newline="")
-    reader = csv.reader(stream)
+    # strict: a quote that is never closed, or text after a closing quote, is an error instead of
+    # a field that silently swallows the rows after it
+    reader = csv.reader(stream, strict=True)
     try:
         yield from _csv_rows(reader, name, text_field, label_field)
     except UnicodeDecodeError:
         raise ClassifierError(f"{name}, near line {reader.line_num + 1}: invalid UTF-8; "
                               "convert the file to UTF-8 or pass --errors replace") from None
-    except csv.Error as e:
-        raise ClassifierError(f"{name}, line {reader.line_num}: malformed CSV ({e})") from None
     finally:
         stream.detach()   # leave stdin's buffer open
 
 
 def _csv_rows(reader, name: str, text_field: str, label_field: str | None) -> Iterator[Record]:
-    header = next(reader, None)
-    if header is None:
-        return
-    text_col = _column(header, text_field, name, "--text-column")
-    label_col = _column(header, label_field, name, "--label-column") if label_field is not None else None
-    start = reader.line_num + 1
-    for row in reader:
-        if not row:   # a blank line: an empty record, never dropped
-            if label_col is not None:
-                raise ClassifierError(f"{name}, line {start}: empty row where a labelled review was expected")
-            yield Record("", None, name, start)
-        else:
-            if len(row) != len(header):
-                raise ClassifierError(f"{name}, line {start}: {len(row)} fields but the header has "
-                                      f"{len(header)}; quote texts that contain commas")
-            yield Record(row[text_col], row[label_col] if label_col is not None else None, name, start)
+    start = 1
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        text_col = _column(header, text_field, name, "--text-column")
+        label_col = _column(header, label_field, name, "--label-column") if label_field is not None else None
         start = reader.line_num + 1
+        for row in reader:
+            if not row:   # a blank line: an empty record, never dropped
+                if label_col is not None:
+                    raise ClassifierError(f"{name}, line {start}: empty row where a labelled review was expected")
+                yield Record("", None, name, start)
+            else:
+                if len(row) != len(header):
+                    raise ClassifierError(f"{name}, line {start}: {len(row)} fields but the header has "
+                                          f"{len(header)}; quote texts that contain commas")
+                yield Record(row[text_col], row[label_col] if label_col is not None else None, name, start)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise ClassifierError(_csv_error(e, name, start, reader.line_num)) from None
+
+
+def _csv_error(e: csv.Error, name: str, start: int, last: int) -> str:
+    """Where quoting breaks: the line the broken record starts on (and where the reader gave up)."""
+    why = str(e)
+    if "unexpected end of data" in why or "EOF" in why:
+        return (f"{name}, line {start}: a quoted field opened in the record starting here is never closed "
+                f"(read to the end of the input, line {last}); close the quote, or double a quote inside "
+                "a quoted field")
+    return f"{name}, line {start}: malformed CSV ({why}); quote fields that hold quotes, doubling the quotes inside"
 
 
 def _column(header: list[str], field: str, name: str, flag: str) -> int:

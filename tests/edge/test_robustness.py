@@ -207,3 +207,142 @@ def test_edge_sources_never_mention_the_heavy_packages():
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 for name in names:
                     assert name.split(".")[0] not in ("torch", "transformers", "training", "pandas"), (path, name)
+
+
+# ---- hostile input found by a suite kept outside the project (issue 15): each class of it
+
+@pytest.mark.parametrize("kind", ["folder", "below-a-file", "broken-link", "fifo"])
+def test_an_output_that_is_not_a_regular_file_is_refused_and_left_alone(tiny, tmp_path, kind):
+    if kind == "folder":
+        target = tmp_path / "results"
+        (target / "keep").mkdir(parents=True)
+        (target / "keep" / "data.txt").write_text("precious")
+    elif kind == "below-a-file":
+        (tmp_path / "afile").write_text("precious")
+        target = tmp_path / "afile" / "out.tsv"
+    elif kind == "broken-link":
+        target = tmp_path / "link"
+        target.symlink_to(tmp_path / "missing" / "x")
+    else:
+        target = tmp_path / "pipe"
+        os.mkfifo(target)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    r = cli("-m", tiny[0], "-o", target, input="good\n")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "--output" in r.stderr, r.stderr
+    assert "Traceback" not in r.output and r.stdout == ""
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    if kind == "folder":
+        assert (target / "keep" / "data.txt").read_text() == "precious"
+    if kind == "below-a-file":
+        assert (tmp_path / "afile").read_text() == "precious"
+
+
+def test_named_pipes_are_read_as_input_and_folders_are_refused(tiny, tmp_path):
+    import threading
+
+    fifo = tmp_path / "texts"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("good\nbad\n"))
+    writer.start()
+    r = cli("-m", tiny[0], fifo)
+    writer.join(timeout=10)
+    assert r.exit_code == 0, r.stderr
+    expect = EdgeClassifier(tiny[0], threads=1).predict(["good", "bad"])
+    assert [line.split("\t")[0] for line in r.stdout.splitlines()] == [p.label for p in expect]
+    r = cli("-m", tiny[0], tmp_path)
+    assert r.exit_code == 2 and f"input {tmp_path} is a folder" in r.stderr
+
+
+def test_closed_stdin_is_a_one_line_error(tiny):
+    p = subprocess.run([EDGE_CLASSIFY, "-m", tiny[0]], stdin=subprocess.DEVNULL, capture_output=True,
+                       env=subprocess_env(), timeout=60)
+    assert p.returncode == 0 and p.stdout == b""                    # empty stdin: nothing to score
+    p = subprocess.run(f"exec {EDGE_CLASSIFY} -m {tiny[0]} <&-", shell=True, capture_output=True,
+                       env=subprocess_env(), timeout=60)
+    assert p.returncode == 2 and p.stderr.decode() == \
+        "edge-classify: error: stdin is closed; give FILE arguments or pipe texts in\n"
+
+
+@pytest.mark.parametrize("body, line, message", [
+    ('"good film,positive\nbad,negative\nok,positive\nfine,positive\n', 2, "never closed"),
+    ('good,positive\n"bad" really,negative\nok,positive\n', 3, "malformed CSV"),
+    ('good,positive\nbad,negative,extra\n', 3, "3 fields but the header has 2"),
+])
+def test_broken_csv_quoting_names_the_row_and_merges_nothing(tiny, tmp_path, body, line, message):
+    f = tmp_path / "in.csv"
+    f.write_text("review,sentiment\n" + body)
+    out = tmp_path / "out.tsv"
+    r = cli("-m", tiny[0], "--input-format", "csv", f, "-o", out)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{f}, line {line}:" in r.stderr and message in r.stderr
+    assert not out.exists()
+
+
+def test_quoted_csv_fields_with_quotes_commas_and_newlines_still_read(tiny, tmp_path):
+    f = tmp_path / "in.csv"
+    f.write_text('review\n"a ""quoted"" word, and a comma"\n"two\nlines"\nplain\n')
+    r = cli("-m", tiny[0], "--input-format", "csv", "--format", "jsonl", f)
+    assert r.exit_code == 0, r.stderr
+    texts = ['a "quoted" word, and a comma', "two\nlines", "plain"]
+    expect = EdgeClassifier(tiny[0], threads=1).predict(texts)
+    assert [__import__("json").loads(x)["label"] for x in r.stdout.splitlines()] == [p.label for p in expect]
+
+
+def test_malformed_jsonl_lines_are_one_line_errors(tiny, tmp_path):
+    cases = {
+        "deep": ('{"text": ' + "[" * 100000 + "]" * 100000 + "}\n", "nested too deeply"),
+        "surrogate": ('{"text": "bad \\ud800 half"}\n', "unpaired UTF-16 surrogate"),
+        "scalar": ("42\n", "expected a JSON object, got int"),
+        "cut": ('{"text": "a"}\n{"text": "b"\n', "line 2: not valid JSON"),
+        "nonstring": ('{"text": ["a"]}\n', "non-string 'text' field"),
+    }
+    for name, (body, message) in cases.items():
+        f = tmp_path / f"{name}.jsonl"
+        f.write_text(body)
+        r = cli("-m", tiny[0], "--input-format", "jsonl", f)
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1 and message in r.stderr, (name, r.stderr)
+    r = cli("-m", tiny[0], "--input-format", "jsonl", "--errors", "replace", tmp_path / "surrogate.jsonl")
+    expect = EdgeClassifier(tiny[0], threads=1).predict(["bad \ufffd half"])[0]
+    assert r.exit_code == 0 and r.stdout.split("\t")[0] == expect.label
+
+
+def test_manifest_labels_that_disagree_with_the_model_are_refused(tiny, tmp_path):
+    import json
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny[0], bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["labels"] = ["a", "b", "c"]
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    r = cli("-m", bad, input="good\n")
+    assert r.exit_code == 3 and "names 3 labels" in r.stderr and "outputs 2 scores" in r.stderr
+
+
+def _catches_sigint(pid: int) -> bool:
+    """Whether the process has a handler for SIGINT (bit 2 of SigCgt in /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs /proc")
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3])
+def test_an_interrupt_at_start_up_ends_without_a_traceback(tiny, delay):
+    """From the moment edge.cli is imported (Python's own SIGINT handler is dropped there; before
+    that the interpreter is still starting, outside the project's code): no traceback, no output."""
+    p = subprocess.Popen([EDGE_CLASSIFY, "-m", tiny[0]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=subprocess_env())
+    seen_python_handler, deadline = False, time.monotonic() + 30
+    while time.monotonic() < deadline:            # wait for Python's handler to appear, then go
+        catching = _catches_sigint(p.pid)
+        if seen_python_handler and not catching:
+            break
+        seen_python_handler |= catching
+        time.sleep(0.002)
+    time.sleep(delay)                             # later moments: loading the model, waiting on stdin
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode in (130, -signal.SIGINT), (p.returncode, err)
+    assert b"Traceback" not in err and out == b""
+    if p.returncode == 130:
+        assert err == b"edge-classify: interrupted\n"
