@@ -13,7 +13,7 @@ from edge.output import Formatter
 from edge.records import Record
 from shared.calibration import uncalibrate
 from shared.errors import ClassifierError
-from shared.labels import DEFAULT_ALIASES, LabelMap
+from shared.labels import LabelMap, default_aliases_for
 
 EMPTY_POLICIES = ("mark", "error")
 
@@ -103,8 +103,7 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
 
 def _label_map(labels: list[str]) -> LabelMap:
     """The bundle's labels, plus the usual IMDB aliases (0/1, neg/pos) where they fit."""
-    aliases = {a: n for a, n in DEFAULT_ALIASES.items() if n in labels}
-    return LabelMap(names=tuple(labels), aliases=aliases)
+    return LabelMap(names=tuple(labels), aliases=default_aliases_for(labels))
 
 
 def _progress_bar():

@@ -10,6 +10,12 @@ DEFAULT_LABELS = ("negative", "positive")
 DEFAULT_ALIASES = {"0": "negative", "1": "positive", "neg": "negative", "pos": "positive"}
 
 
+def default_aliases_for(labels) -> dict[str, str]:
+    """The IMDB spellings (0/1, neg/pos) that fit these labels: all of them for IMDB's labels,
+    none for red/green/blue. User-given aliases are taken as they are, and checked."""
+    return {a: n for a, n in DEFAULT_ALIASES.items() if n in labels}
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """Class names in id order, plus aliases for raw values that spell a name differently."""

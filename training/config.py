@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shared.errors import ClassifierError
-from shared.labels import DEFAULT_ALIASES, DEFAULT_LABELS, LabelMap
+from shared.labels import DEFAULT_ALIASES, DEFAULT_LABELS, LabelMap, default_aliases_for
 from shared.text import TextPolicy
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -111,7 +111,9 @@ class TrainConfig:
 
     @property
     def label_map(self) -> LabelMap:
-        return LabelMap(tuple(self.labels), dict(self.label_aliases))
+        # the IMDB aliases are the default: they apply where they fit the labels (not to red/green/blue)
+        aliases = default_aliases_for(self.labels) if self.label_aliases == DEFAULT_ALIASES else self.label_aliases
+        return LabelMap(tuple(self.labels), dict(aliases))
 
     @property
     def num_labels(self) -> int:
