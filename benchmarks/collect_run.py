@@ -31,7 +31,8 @@ def collect(run: Path, name: str, note: str, results: Path, reproduce: str = "")
     steps = data["history"][-1]["step"] if data.get("history") else 0
     timing["epoch_seconds_estimate"] = (round(timing["seconds_per_step"] * steps / max(1, data["epochs_run"]), 1)
                                         if timing["seconds_per_step"] else None)
-    data.update(batch_size=config["batch_size"], model_bytes=weights.stat().st_size if weights.is_file() else None,
+    chosen = json.loads((run / "precision.json").read_text()) if (run / "precision.json").is_file() else {}
+    data.update(precision_used=chosen.get("used") or config.get("precision"), batch_size=config["batch_size"], model_bytes=weights.stat().st_size if weights.is_file() else None,
                 train_timing=timing, train_note=note)
     if reproduce:   # the plain command, where the recorded one was a workaround (e.g. on a lent GPU)
         data["reproduce"] = reproduce

@@ -14,11 +14,16 @@ from shared.provenance import cpu_class
 
 # The IMDB models, first the one the targets are judged on: (file prefix, what it is, its run folder).
 TRAINED = (
+    ("imdb_shipped", "default recipe, 1,100 steps (1.53 epochs) on an AVX2-only CPU: the shipped model",
+     "runs/ship"),
     ("imdb_default", "default recipe, 3 epochs (NVIDIA H200)", "runs/gpu-imdb-default"),
     ("imdb_gpu", "gpu recipe: 512 tokens, batch 64, 3 epochs (NVIDIA H200)", "runs/gpu-imdb-gpu"),
     ("imdb_default_cpu_1epoch", "default recipe cut to 1 epoch (this CPU)", "runs/imdb-default"),
 )
 COMMANDS = {
+    "imdb_shipped_train": "train-classify train --recipe default --set data=../shared/data/imdb/train.csv.gz "
+                          "--set test_data=TEST_SAMPLE_2000.csv --set precision=fp32 --set valid_size=0.08 "
+                          "--set epochs=2 --set max_steps=1100 --set lr=8e-5 --set output_dir=runs/ship",
     "imdb_default_train": "train-classify train --recipe default --set data=../shared/data/imdb/train.csv.gz "
                           "--set test_data=../shared/data/imdb/test.csv.gz --set output_dir=runs/gpu-imdb-default",
     "imdb_gpu_train": "train-classify train --recipe gpu --set data=../shared/data/imdb/train.csv.gz "
@@ -110,7 +115,9 @@ def accuracy_section(r: Path) -> list[str]:
         if not train:
             continue
         t = train["test"]
-        out.append(f"| MiniLM-L6, {what}: PyTorch fp32 weights (bf16 autocast) | {_pct(t['accuracy'])} | "
+        trained_in = train.get("precision_used") or "bf16"
+        sample = f", {t['n']:,}-review test sample" if t.get("n") and t["n"] != 25000 else ""
+        out.append(f"| MiniLM-L6, {what}: PyTorch fp32 weights ({trained_in} training{sample}) | {_pct(t['accuracy'])} | "
                    f"{_pct(t['macro_f1'])} | {_mb(train.get('model_bytes'))} | `{_cmd(train, name + '_train')}` |")
         bundles = {precision: _load(r, f"{name}_edge_{precision}") for precision in ("fp32", "int8")}
         for precision, d in bundles.items():
@@ -124,10 +131,19 @@ def accuracy_section(r: Path) -> list[str]:
         verdict = ""
         if int8:
             gap = 100 * (int8["accuracy"] - t["accuracy"])
-            verdict = (f" INT8 bundle minus PyTorch fp32: {gap:+.2f} points (target: no more than 0.5 below); "
-                       f"INT8 accuracy target 93.0%: {'met' if int8['accuracy'] >= 0.93 else 'NOT met'}"
-                       + ("" if judged else " (the targets are judged on this model)") + ".")
-            judged = True
+            on = "" if not sample else f" (PyTorch on its{sample})"
+            verdict = f" INT8 bundle minus PyTorch fp32: {gap:+.2f} points{on}."
+            if name == "imdb_shipped":
+                verdict += (f" Shipped-model target, at least 92.5% through `edge-classify --eval`: "
+                            f"{'met' if int8['accuracy'] >= 0.925 else 'NOT met'}.")
+            elif not judged:
+                verdict += (f" INT8 accuracy target 93.0% (issue 6, judged on this model): "
+                            f"{'met' if int8['accuracy'] >= 0.93 else 'NOT met'}.")
+                judged = True
+            if "ece" in int8:
+                verdict += (f" Calibration on the test set: expected calibration error {int8['ece']:.4f} with the "
+                            f"bundle's temperature {int8.get('temperature', 1.0):.3f}, {int8['ece_uncalibrated']:.4f} "
+                            "without it.")
         notes += [f"- **{what}** ({run}): {train.get('train_note', '')} {h['step']} optimizer steps of batch "
                   f"{train.get('batch_size', 16)}; {_timing(train)}; best valid accuracy "
                   f"{_pct((train.get('best_valid') or {}).get('valid_accuracy', h['valid_accuracy']))}.{verdict} "

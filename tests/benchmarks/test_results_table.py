@@ -39,8 +39,8 @@ def test_figures_and_their_recorded_commands(tmp_path):
     assert "| 90.56% | 90.55% | | `python -m benchmarks.baseline_tfidf X` |" in text
     assert "| 92.02% | 92.02% | 90.9 MB | `train-classify train --recipe default` |" in text
     assert "| 92.02% | 92.02% | 23.4 MB | `edge-classify --eval X` |" in text
-    assert "INT8 bundle minus PyTorch fp32: +0.00 points" in text and "target 93.0%: NOT met" in text
-    assert "target 93.0%: NOT met (the targets are judged on this model)" in text
+    assert "INT8 bundle minus PyTorch fp32: +0.00 points" in text
+    assert "INT8 accuracy target 93.0% (issue 6, judged on this model): NOT met." in text
     assert "`./dev edge-eval" not in text        # the recorded command wins over the documented one
     assert "3.98 s a step" in text and "about 93 min an epoch" in text
     assert "int8 weights in [-64, 64] (7-bit)" in text and "label agreement 100.00%, max |probability diff| 0.0108" in text
@@ -69,8 +69,8 @@ def test_gpu_runs_report_time_per_epoch_and_targets_judged_on_the_first(tmp_path
     assert main(["--results", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
     assert "time per epoch on one NVIDIA H200: 27 s, 20 s (824, 1111 samples/s)" in text
-    assert "target 93.0%: met (the targets are judged on this model)" in text
-    assert "INT8 bundle minus PyTorch fp32: -0.15 points" in text and "target 93.0%: NOT met." in text
+    assert "INT8 accuracy target 93.0% (issue 6, judged on this model): met." in text
+    assert "INT8 bundle minus PyTorch fp32: -0.15 points." in text and text.count("target 93.0%") == 1
     # no recorded command: the documented one, with the run folder and file names filled in
     assert ("`./dev edge-eval runs/gpu-imdb-default/bundles/int8 ../shared/data/imdb/test.csv.gz "
             "results/imdb_default_edge_int8.json`") in text
@@ -145,3 +145,19 @@ def test_each_cpu_class_keeps_its_own_speed_section(tmp_path):
     assert "(`results/bench_edge_avx2.json`)" in text
     # the shortfall note names each machine's own class, never a fixed one
     assert "CPU class is AVX2 (no AMX)" in text[avx2:vnni] and "CPU class is AVX-512 VNNI (no AMX)" in text[vnni:]
+
+
+def test_the_shipped_model_row_names_its_sample_precision_target_and_calibration(tmp_path):
+    write(tmp_path, "imdb_shipped_train", {"test": {"accuracy": 0.9255, "macro_f1": 0.9255, "n": 2000},
+                                           "precision_used": "fp32", "batch_size": 32, "model_bytes": 90867952,
+                                           "history": [{"step": 1100, "epoch_seconds": 3146.0, "samples_per_s": 7.3,
+                                                        "valid_accuracy": 0.925}],
+                                           "provenance": prov("train-classify train --recipe default")})
+    write(tmp_path, "imdb_shipped_edge_int8", {"accuracy": 0.9262, "macro_f1": 0.9262, "model_bytes": 23000000,
+                                               "ece": 0.011, "ece_uncalibrated": 0.034, "temperature": 1.42,
+                                               "provenance": prov("edge-classify --eval X")})
+    assert main(["--results", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "PyTorch fp32 weights (fp32 training, 2,000-review test sample) | 92.55%" in text
+    assert "Shipped-model target, at least 92.5% through `edge-classify --eval`: met." in text
+    assert "expected calibration error 0.0110 with the bundle's temperature 1.420, 0.0340 without it." in text
