@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_edge import agreement, load_sample
-from shared.provenance import data_file, provenance
+from review_classifier.shared.provenance import data_file, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "imdb" / "test.csv.gz"  # ../shared/data/imdb beside the checkout
@@ -131,8 +131,8 @@ def int8_weights(bundle: Path) -> dict:
     """The range of the bundle's int8 initializers; within [-64, 64] VPMADDUBSW cannot saturate."""
     import onnx
 
-    from shared.bundle import load_bundle
-    from training.quantize import int8_weight_range
+    from review_classifier.shared.bundle import load_bundle
+    from review_classifier.training.quantize import int8_weight_range
 
     manifest, folder = load_bundle(bundle)
     lo, hi = int8_weight_range(onnx.load(str(folder / manifest.model_file)))
@@ -147,7 +147,7 @@ def score_worker(job_file: Path, out_file: Path) -> None:
         result["saturation_probe"] = run_saturation_probe(job["probe"])
     if job["x64quantprecision"]:
         _ask_for_x64quantprecision()
-    from edge.model import EdgeClassifier
+    from review_classifier.edge.model import EdgeClassifier
 
     start = time.perf_counter()
     clf = EdgeClassifier(job["bundle"], threads=job["threads"], batch_size=job["batch_size"])
@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     emulate = [qemu, "-cpu", args.cpu]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from shared.atomic import atomic_write_text
-    from shared.bundle import load_bundle
+    from review_classifier.shared.atomic import atomic_write_text
+    from review_classifier.shared.bundle import load_bundle
 
     manifest, _ = load_bundle(args.int8_bundle)
     texts, truth = load_sample(args.data, args.n, args.seed)

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from shared.atomic import atomic_write_text
-from shared.errors import ClassifierError
-from shared.provenance import data_file, provenance
-from training.config import TrainConfig, load_config
-from training.data import Reviews, data_fingerprint, load_splits
+from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.provenance import data_file, provenance
+from review_classifier.training.config import TrainConfig, load_config
+from review_classifier.training.data import Reviews, data_fingerprint, load_splits
 
 _BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
 

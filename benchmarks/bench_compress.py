@@ -29,9 +29,9 @@ def torch_row(model_dir: Path, reviews, cfg, threads: int, batch_size: int) -> d
     """PyTorch fp32 (eager attention, inference mode), tokenisation included in the time."""
     import torch
 
-    from shared.metrics import classification_report
-    from training.export import load_for_export, model_input_names, pad_token_id, torch_logits
-    from training.text import encode_texts
+    from review_classifier.shared.metrics import classification_report
+    from review_classifier.training.export import load_for_export, model_input_names, pad_token_id, torch_logits
+    from review_classifier.training.text import encode_texts
 
     torch.set_num_threads(threads)
     model, tok = load_for_export(model_dir)
@@ -52,8 +52,8 @@ def torch_row(model_dir: Path, reviews, cfg, threads: int, batch_size: int) -> d
 
 def onnx_row(bundle: Path, reviews, threads: int, batch_size: int) -> dict:
     """A bundle through the edge runtime (tokenisation included)."""
-    from edge.model import EdgeClassifier
-    from shared.metrics import classification_report
+    from review_classifier.edge.model import EdgeClassifier
+    from review_classifier.shared.metrics import classification_report
 
     clf = EdgeClassifier(bundle, threads=threads, batch_size=batch_size)
     clf.predict_proba(reviews.texts[:batch_size])
@@ -70,8 +70,8 @@ def onnx_row(bundle: Path, reviews, threads: int, batch_size: int) -> dict:
 
 
 def bench_provenance(args: argparse.Namespace, threads: int) -> dict:
-    from shared.provenance import data_file, provenance
-    from training.quantize import vnni_available
+    from review_classifier.shared.provenance import data_file, provenance
+    from review_classifier.training.quantize import vnni_available
 
     return provenance({"eval": data_file(args.data)}, threads=threads, nproc=os.cpu_count(),
                       vnni=vnni_available())
@@ -91,12 +91,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
 
-    from edge.model import available_cpus
-    from shared.atomic import atomic_write_text
-    from training.bundle_build import build_bundles
-    from training.config import load_config
-    from training.data import load_reviews, reduce_reviews, split_reviews
-    from training.export import ExportError
+    from review_classifier.edge.model import available_cpus
+    from review_classifier.shared.atomic import atomic_write_text
+    from review_classifier.training.bundle_build import build_bundles
+    from review_classifier.training.config import load_config
+    from review_classifier.training.data import load_reviews, reduce_reviews, split_reviews
+    from review_classifier.training.export import ExportError
 
     cfg = load_config(args.recipe, args.overrides)
     threads = args.threads or available_cpus()

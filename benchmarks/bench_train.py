@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared.atomic import atomic_write_text
-from shared.provenance import provenance
+from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.provenance import provenance
 
 VARIANTS = [  # name, engine, precision, grouped, pad_to_max, further config overrides
     ("manual fp32 padded", "manual", "fp32", False, True, ()),
@@ -44,10 +44,10 @@ ACCURACY_EXTRA = ("manual bf16 grouped, torch dropout", "manual", "bf16", True, 
 
 def measure(name, engine, precision, grouped, pad, extra: tuple[str, ...], args, tokenized, tokenizer,
             work: Path) -> dict:
-    from training.config import load_config
-    from training.loop import fit
-    from training.model import load_model
-    from training.trainer_engine import fit_with_trainer
+    from review_classifier.training.config import load_config
+    from review_classifier.training.loop import fit
+    from review_classifier.training.model import load_model
+    from review_classifier.training.trainer_engine import fit_with_trainer
 
     out = work / name.replace(" ", "-")
     cfg = load_config(args.recipe, [f"engine={engine}", f"precision={precision}", f"group_by_length={grouped}",
@@ -74,8 +74,8 @@ def prepare(base, args):
     """The same n training reviews (a fixed random sample) and a small valid set for every variant."""
     from datasets import DatasetDict
 
-    from training.data import load_splits, tokenize_splits
-    from training.model import load_tokenizer
+    from review_classifier.training.data import load_splits, tokenize_splits
+    from review_classifier.training.model import load_tokenizer
 
     splits = load_splits(base)
     tokenizer = load_tokenizer(base)
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--valid", type=int, default=32, help="validation reviews (use ~500 with --accuracy)")
     ap.add_argument("--variant", default="", help=argparse.SUPPRESS)   # one variant, in this process
     args = ap.parse_args(argv)
-    from shared.provenance import cpu_slug
+    from review_classifier.shared.provenance import cpu_slug
 
     args.out = args.out or ("results/bench_train_accuracy.json" if args.accuracy else f"results/bench_train_{cpu_slug()}.json")
     variants = ([v for v in VARIANTS if v[0] in ("manual fp32 grouped", "manual bf16 grouped")] + [ACCURACY_EXTRA]
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     variants = [v for v in variants if not args.only or any(s.strip() in v[0] for s in args.only.split(","))]
     if args.variant:
         variants = [v for v in variants if v[0] == args.variant]
-    from training.config import load_config
+    from review_classifier.training.config import load_config
 
     n = args.steps * args.batch_size
     base = load_config(args.recipe, [f"max_length={args.max_length}"] + ([f"data={args.data}"] if args.data else []))

@@ -14,12 +14,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from shared.atomic import atomic_path, atomic_write_text
-from shared.errors import ClassifierError
+from review_classifier.shared.atomic import atomic_path, atomic_write_text
+from review_classifier.shared.errors import ClassifierError
 
 
 def collect(run: Path, name: str, note: str, results: Path, reproduce: str = "") -> Path:
-    from training.plots import timed_steps
+    from review_classifier.training.plots import timed_steps
 
     src = run / "results.json"
     if not src.is_file():

@@ -20,8 +20,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from shared.atomic import atomic_write_text
-from shared.provenance import data_file, provenance
+from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.provenance import data_file, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "imdb" / "test.csv.gz"
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     from benchmarks.bench_edge import load_sample
-    from edge.model import EdgeClassifier, _open_session
+    from review_classifier.edge.model import EdgeClassifier, _open_session
 
     clf = EdgeClassifier(args.bundle, threads=1)
     texts, _ = load_sample(args.data, 5000, seed=0)

@@ -9,8 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-from shared.atomic import atomic_write_text
-from shared.provenance import cpu_class
+from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.provenance import cpu_class
 
 # The IMDB models, first the one the targets are judged on: (file prefix, what it is, its run folder).
 TRAINED = (

@@ -1,6 +1,6 @@
 """The edge runtime: score texts offline with a model bundle (onnxruntime + tokenizers, no torch).
 
-    import edge
+    from review_classifier import edge
     clf = edge.load()                      # the shipped default, or load("path/to/bundle")
     clf.predict(["What a wonderful film"]) # [Prediction(label='positive', probability=0.98, ...)]
 
@@ -13,15 +13,15 @@ __all__ = ["load", "EdgeClassifier", "Prediction"]
 
 def load(bundle=None, threads: int | None = None, batch_size: int = 32):
     """An EdgeClassifier for `bundle` (folder or .tar.gz), or for the default one (edge.locate)."""
-    from edge.locate import locate_bundle
-    from edge.model import EdgeClassifier
+    from review_classifier.edge.locate import locate_bundle
+    from review_classifier.edge.model import EdgeClassifier
 
     return EdgeClassifier(locate_bundle(bundle)[0], threads=threads, batch_size=batch_size)
 
 
 def __getattr__(name: str):
     if name in ("EdgeClassifier", "Prediction"):
-        from edge import model
+        from review_classifier.edge import model
 
         return getattr(model, name)
     raise AttributeError(f"module 'edge' has no attribute {name!r}")

@@ -8,12 +8,12 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
-from edge.model import EdgeClassifier
-from edge.output import Formatter
-from edge.records import Record
-from shared.calibration import uncalibrate
-from shared.errors import ClassifierError
-from shared.labels import LabelMap, default_aliases_for
+from review_classifier.edge.model import EdgeClassifier
+from review_classifier.edge.output import Formatter
+from review_classifier.edge.records import Record
+from review_classifier.shared.calibration import uncalibrate
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.labels import LabelMap, default_aliases_for
 
 EMPTY_POLICIES = ("mark", "error")
 
@@ -30,7 +30,7 @@ class Summary:
 
     def calibration(self, temperature: float) -> dict:
         """Top-label ECE of the scored records, with and without the bundle's temperature."""
-        from shared.calibration import ECE_BINS, ece_from_confidence
+        from review_classifier.shared.calibration import ECE_BINS, ece_from_confidence
 
         raw = self.raw_confidence if temperature != 1.0 else self.confidence
         return {"ece": ece_from_confidence(np.array(self.confidence), np.array(self.correct)),

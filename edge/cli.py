@@ -18,10 +18,10 @@ from typing import Annotated, Optional
 
 import click
 
-from edge.output import OUTPUT_FORMATS, Formatter
-from edge.records import DEFAULT_LABEL_FIELD, INPUT_FORMATS, STDIN, read_records
-from shared.atomic import atomic_path
-from shared.errors import BundleError, ClassifierError
+from review_classifier.edge.output import OUTPUT_FORMATS, Formatter
+from review_classifier.edge.records import DEFAULT_LABEL_FIELD, INPUT_FORMATS, STDIN, read_records
+from review_classifier.shared.atomic import atomic_path
+from review_classifier.shared.errors import BundleError, ClassifierError
 
 PROG = "edge-classify"
 EDGE_PACKAGES = ("review-classifier", "onnxruntime", "tokenizers", "numpy")
@@ -159,8 +159,8 @@ def run(opts: ScoreOptions) -> int:
 
 def describe(model: Path | None) -> int:
     """`--info`: the bundle's labels, metrics, base model, size and creation time, a few lines."""
-    from edge.locate import locate_bundle
-    from shared.bundle import load_bundle
+    from review_classifier.edge.locate import locate_bundle
+    from review_classifier.shared.bundle import load_bundle
 
     try:
         path, source = locate_bundle(model)
@@ -189,9 +189,9 @@ def describe(model: Path | None) -> int:
 
 
 def _score(opts: ScoreOptions) -> None:
-    from edge.classify import classify_records
-    from edge.locate import locate_bundle
-    from edge.model import EdgeClassifier
+    from review_classifier.edge.classify import classify_records
+    from review_classifier.edge.locate import locate_bundle
+    from review_classifier.edge.model import EdgeClassifier
 
     opts.check()
     label_field = (opts.label_field or DEFAULT_LABEL_FIELD[opts.input_format]) if opts.evaluate else None
@@ -222,7 +222,7 @@ def _score(opts: ScoreOptions) -> None:
 
 def _report(opts: ScoreOptions, bundle: Path, clf, summary) -> None:
     """--eval: metrics and calibration on stdout; with --eval-json, also a JSON with provenance."""
-    from shared.metrics import format_report, report_from_confusion
+    from review_classifier.shared.metrics import format_report, report_from_confusion
 
     report = {**report_from_confusion(summary.confusion, clf.labels), **summary.calibration(clf.temperature)}
     print(format_report(report))
@@ -232,8 +232,8 @@ def _report(opts: ScoreOptions, bundle: Path, clf, summary) -> None:
         return
     import json
 
-    from shared.atomic import atomic_write_text
-    from shared.provenance import data_file, provenance
+    from review_classifier.shared.atomic import atomic_write_text
+    from review_classifier.shared.provenance import data_file, provenance
 
     m = clf.manifest
     quant = m.quantization

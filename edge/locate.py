@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from shared.bundle import MANIFEST, installed_bundle_dir, sha256_file
-from shared.errors import BundleError
+from review_classifier.shared.bundle import MANIFEST, installed_bundle_dir, sha256_file
+from review_classifier.shared.errors import BundleError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "default_model"
 # sha256 of the shipped bundle's manifest.json, which holds the sha256 of every other file in it

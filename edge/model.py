@@ -17,9 +17,9 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from shared.bundle import ORT_DISABLED_OPTIMIZERS, Manifest, load_bundle
-from shared.errors import BundleError
-from shared.text import build_input_ids, normalize_text
+from review_classifier.shared.bundle import ORT_DISABLED_OPTIMIZERS, Manifest, load_bundle
+from review_classifier.shared.errors import BundleError
+from review_classifier.shared.text import build_input_ids, normalize_text
 
 WINDOW_BATCHES = 64   # batches sorted together by length; bounds memory and output latency
 ENCODE_CHUNK = 256    # texts tokenised per call; only their truncated ids are kept

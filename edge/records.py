@@ -14,7 +14,7 @@ import sys
 from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
-from shared.errors import ClassifierError
+from review_classifier.shared.errors import ClassifierError
 
 INPUT_FORMATS = ("lines", "csv", "jsonl")
 DEFAULT_TEXT_FIELD = {"csv": "review", "jsonl": "text"}

@@ -2,6 +2,6 @@
 
 Nothing here imports torch, transformers or onnxruntime.
 """
-from shared.errors import ClassifierError
+from review_classifier.shared.errors import ClassifierError
 
 __all__ = ["ClassifierError"]

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import atomic_path, atomic_write_text
-from shared.errors import BundleError
-from shared.text import TextPolicy
+from review_classifier.shared.atomic import atomic_path, atomic_write_text
+from review_classifier.shared.errors import BundleError
+from review_classifier.shared.text import TextPolicy
 
 # 2: `calibration` (a temperature the runtime must apply) and the model card. A schema-1 bundle
 # reads as one with neither.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.errors import ClassifierError
+from review_classifier.shared.errors import ClassifierError
 
 DEFAULT_LABELS = ("negative", "positive")
 # Common spellings of the IMDB labels in public copies of the data set.

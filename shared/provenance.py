@@ -83,7 +83,7 @@ def machine() -> dict:
 
 def data_file(source: str | os.PathLike) -> dict:
     """A data source as named, plus its resolved path and sha256 when it is a file."""
-    from shared.bundle import sha256_file
+    from review_classifier.shared.bundle import sha256_file
 
     path = Path(source).expanduser()
     entry: dict = {"source": str(source)}

@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
-from shared.errors import ClassifierError
+from review_classifier.shared.errors import ClassifierError
 
 Truncation = Literal["head", "tail", "head+tail"]
 TRUNCATIONS: tuple[str, ...] = ("head", "tail", "head+tail")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from shared.atomic import atomic_path
-from shared.errors import ClassifierError
+from review_classifier.shared.atomic import atomic_path
+from review_classifier.shared.errors import ClassifierError
 
 IMDB_ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_ARCHIVE_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"

@@ -15,17 +15,17 @@ from typing import Sequence
 
 import numpy as np
 
-from shared.atomic import atomic_path, atomic_write_text
-from shared.bundle import Manifest, load_bundle, pack_bundle, seal_bundle
-from shared.calibration import calibration_report
-from shared.metrics import classification_report
-from training.config import TrainConfig
-from training.export import (ExportError, export_onnx, load_for_export, onnx_logits, ort_session,
+from review_classifier.shared.atomic import atomic_path, atomic_write_text
+from review_classifier.shared.bundle import Manifest, load_bundle, pack_bundle, seal_bundle
+from review_classifier.shared.calibration import calibration_report
+from review_classifier.shared.metrics import classification_report
+from review_classifier.training.config import TrainConfig
+from review_classifier.training.export import (ExportError, export_onnx, load_for_export, onnx_logits, ort_session,
                              pad_token_id)
-from training.loop import log_rank0
-from training.model_card import write_model_card
-from training.quantize import PER_REVIEW, QuantizationError, quantize_onnx
-from training.text import encode_texts, special_ids
+from review_classifier.training.loop import log_rank0
+from review_classifier.training.model_card import write_model_card
+from review_classifier.training.quantize import PER_REVIEW, QuantizationError, quantize_onnx
+from review_classifier.training.text import encode_texts, special_ids
 
 PRECISIONS = ("fp32", "int8")
 COMPRESSION_FILE = "compression.json"   # written by training.compress next to a pruned/distilled model
@@ -72,7 +72,7 @@ def _short(report: dict) -> dict:
 
 def check_edge_parity(bundle: Path, model_path: Path, texts: Sequence[str], tokenizer, cfg: TrainConfig) -> float:
     """The sealed bundle, opened by the edge runtime, must score like the training-side path."""
-    from edge.model import EdgeClassifier, softmax
+    from review_classifier.edge.model import EdgeClassifier, softmax
 
     if not texts:
         return 0.0

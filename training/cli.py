@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from shared.errors import ClassifierError
+from review_classifier.shared.errors import ClassifierError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fine-tune, evaluate, compress and export a text classifier (IMDB sentiment by default).")
@@ -19,7 +19,7 @@ SET = typer.Option([], "--set", "-s", help="Override any config field: --set lr=
 
 
 def _config(recipe: str, overrides: list[str]):
-    from training.config import load_config
+    from review_classifier.training.config import load_config
 
     return load_config(recipe, overrides)
 
@@ -28,7 +28,7 @@ def _config(recipe: str, overrides: list[str]):
 def train(recipe: str = RECIPE, set_: list[str] = SET,
           engine: str = typer.Option("", help="manual (hand-written loop) or trainer (HF Trainer)")) -> None:
     """Fine-tune on the configured data, keep the best epoch, evaluate it on the test split."""
-    from training.run import run_training
+    from review_classifier.training.run import run_training
 
     cfg = _config(recipe, list(set_) + ([f"engine={engine}"] if engine else []))
     results = run_training(cfg)
@@ -43,10 +43,10 @@ def pipeline(recipe: str = RECIPE, set_: list[str] = SET,
              archive: bool = typer.Option(False, "--archive", help="Also write each bundle as one .tar.gz."),
              install: bool = typer.Option(False, "--install", help="Install the int8 bundle where edge-classify looks by default.")) -> None:
     """Train, evaluate, quantize (INT8), export to ONNX, verify, and write the model bundles."""
-    from training.bundle_build import build_bundles
-    from training.data import data_fingerprint, load_splits, reduce_reviews
-    from training.loop import dist_info
-    from training.run import run_training
+    from review_classifier.training.bundle_build import build_bundles
+    from review_classifier.training.data import data_fingerprint, load_splits, reduce_reviews
+    from review_classifier.training.loop import dist_info
+    from review_classifier.training.run import run_training
 
     cfg = _config(recipe, list(set_))
     results = run_training(cfg)
@@ -60,8 +60,8 @@ def pipeline(recipe: str = RECIPE, set_: list[str] = SET,
     for name, path in bundles.items():
         typer.echo(f"{name} bundle: {path}")
     if install:
-        from shared.atomic import atomic_path
-        from shared.bundle import default_bundle_dir
+        from review_classifier.shared.atomic import atomic_path
+        from review_classifier.shared.bundle import default_bundle_dir
 
         target = default_bundle_dir()
         with atomic_path(target) as tmp:
@@ -73,7 +73,7 @@ def pipeline(recipe: str = RECIPE, set_: list[str] = SET,
 
 def which_model_note(built: Path | None) -> str:
     """What `edge-classify` scores with after this run, and how to switch."""
-    from edge.locate import locate_bundle
+    from review_classifier.edge.locate import locate_bundle
 
     try:
         path, source = locate_bundle()
@@ -91,14 +91,14 @@ def card(bundle: Path = typer.Argument(..., help="Bundle folder"),
          speed_json: Optional[Path] = typer.Option(None, "--speed", help="results/bench_edge*.json"),
          dataset: str = typer.Option("IMDB test set", help="Name of the evaluated set, for the card")) -> None:
     """Record test metrics and speeds in a bundle's manifest, re-render its model card, re-seal it."""
-    from training.model_card import update_card
+    from review_classifier.training.model_card import update_card
 
     m = update_card(bundle, eval_json, speed_json, dataset)
     typer.echo(f"{bundle}/README.md updated; manifest sha256 now {_manifest_sha(bundle)} ({m.created_at})")
 
 
 def _manifest_sha(bundle: Path) -> str:
-    from shared.bundle import MANIFEST, sha256_file
+    from review_classifier.shared.bundle import MANIFEST, sha256_file
 
     return sha256_file(Path(bundle) / MANIFEST)
 
@@ -109,7 +109,7 @@ def split_csv_cmd(src: Path = typer.Argument(..., help="CSV or CSV.gz with a tex
                   valid_size: float = typer.Option(0.1), test_size: float = typer.Option(0.1),
                   recipe: str = RECIPE, set_: list[str] = SET) -> None:
     """Split a labelled CSV into stratified train/valid/test CSVs (the original splitter)."""
-    from training.data import split_csv
+    from review_classifier.training.data import split_csv
 
     cfg = _config(recipe, list(set_))
     paths = split_csv(src, out_dir, valid_size, test_size, cfg.seed, cfg.text_column, cfg.label_column, cfg)
@@ -126,7 +126,7 @@ def config(recipe: str = RECIPE, set_: list[str] = SET) -> None:
 
 
 def _register_compression_commands() -> None:
-    from training import compress_cli
+    from review_classifier.training import compress_cli
 
     for name, fn in (("quantize", compress_cli.quantize_cmd), ("export", compress_cli.export_cmd),
                      ("evaluate", compress_cli.evaluate_cmd), ("prune", compress_cli.prune_cmd),

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from shared.atomic import atomic_write_text
-from shared.errors import ClassifierError
-from training.config import TrainConfig
-from training.loop import evaluate_split, fit
-from training.model import encoder_layers, load_model, load_tokenizer
+from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.training.config import TrainConfig
+from review_classifier.training.loop import evaluate_split, fit
+from review_classifier.training.model import encoder_layers, load_model, load_tokenizer
 
 COMPRESSION_FILE = "compression.json"
 SPEED_SAMPLES = 256

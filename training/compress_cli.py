@@ -21,7 +21,7 @@ DATA = typer.Option("", "--data", help="Labelled CSV/CSV.gz (or any training.dat
 
 def _config(recipe: str | None, set_: list[str], model_dir: Path | None = None):
     """The recipe named, else the saved config of the run `model_dir` came from, else `default`."""
-    from training.config import load_config, load_run_config, run_folder_of
+    from review_classifier.training.config import load_config, load_run_config, run_folder_of
 
     run = run_folder_of(model_dir) if model_dir is not None and not recipe else None
     if run is not None:
@@ -33,7 +33,7 @@ def calib_and_valid(cfg, data: str):
     """(calibration reviews, validation reviews, fingerprint of the data they came from): from
     `data` split in two halves (stratified), or from the config's data: a cfg.calib_samples sample
     of train and the valid split (then the fingerprint is the training run's own)."""
-    from training.data import data_fingerprint, load_reviews, load_splits, reduce_reviews, split_reviews
+    from review_classifier.training.data import data_fingerprint, load_reviews, load_splits, reduce_reviews, split_reviews
 
     if data:
         rest, valid = split_reviews(load_reviews(data, cfg), 0.5, cfg.seed)
@@ -57,9 +57,9 @@ def export_cmd(model_dir: Path = typer.Argument(..., help="A Hugging Face sequen
                recipe: str | None = RUN_RECIPE, set_: list[str] = SET, data: str = DATA,
                archive: bool = typer.Option(False, "--archive", help="Also write <out>/<precision>.tar.gz")) -> None:
     """Export a classifier to verified ONNX model bundles (fp32 and/or INC-quantized int8)."""
-    from shared.errors import ClassifierError
-    from training.bundle_build import build_bundles
-    from training.config import run_folder_of
+    from review_classifier.shared.errors import ClassifierError
+    from review_classifier.training.bundle_build import build_bundles
+    from review_classifier.training.config import run_folder_of
     precisions = ("fp32", "int8") if precision == "both" else (precision,)
     if any(p not in ("fp32", "int8") for p in precisions):
         raise ClassifierError(f"--precision must be int8, fp32 or both, got {precision!r}")
@@ -70,14 +70,14 @@ def export_cmd(model_dir: Path = typer.Argument(..., help="A Hugging Face sequen
     results = json.loads((run / "results.json").read_text()) if run and (run / "results.json").is_file() else {}
     built = build_bundles(model_dir, out, cfg, valid=valid, calib=calib, data_fingerprint=fingerprint,
                           fp32_metrics=results.get("test"), archive=archive, precisions=precisions)
-    from shared.bundle import load_bundle
+    from review_classifier.shared.bundle import load_bundle
 
     for name, path in built.items():
         if name.endswith("_archive"):
             typer.echo(f"{name}: {path}")
             continue
         manifest, _ = load_bundle(path)
-        m = manifest.metrics.get(name, manifest.metrics.get("fp32_onnx"))
+        m = manifest.metrics.get("int8" if name == "int8" else "fp32_onnx")
         size = (path / manifest.model_file).stat().st_size / 1e6
         typer.echo(f"{name} bundle: {path}  ({size:.1f} MB model, {_fmt(m)} on {len(valid)} validation reviews)")
         quant = manifest.quantization
@@ -92,8 +92,8 @@ def quantize_cmd(fp32_model: Path = typer.Argument(..., help="fp32 ONNX model (f
                  out: Path = typer.Option(..., "--out", help="Where to write the int8 ONNX model"),
                  recipe: str = RECIPE, set_: list[str] = SET, data: str = DATA) -> None:
     """Accuracy-aware INT8 quantization of an ONNX classifier with Intel Neural Compressor."""
-    from training.export import load_tokenizer_only
-    from training.quantize import quantize_onnx
+    from review_classifier.training.export import load_tokenizer_only
+    from review_classifier.training.quantize import quantize_onnx
 
     cfg = _config(recipe, set_)
     calib, valid, _ = calib_and_valid(cfg, data)
@@ -110,11 +110,11 @@ def evaluate_cmd(bundle: Path = typer.Option(..., "--bundle", help="Model bundle
                  recipe: str = RECIPE, set_: list[str] = SET,
                  json_out: Path = typer.Option(None, "--json", help="Also write the full report here")) -> None:
     """Accuracy, macro F1 and confusion matrix of a bundle on labelled reviews (edge runtime)."""
-    from shared.atomic import atomic_write_text
-    from shared.bundle import load_bundle
-    from shared.metrics import format_report
-    from training.data import load_reviews
-    from training.evaluate_bundle import evaluate_bundle
+    from review_classifier.shared.atomic import atomic_write_text
+    from review_classifier.shared.bundle import load_bundle
+    from review_classifier.shared.metrics import format_report
+    from review_classifier.training.data import load_reviews
+    from review_classifier.training.evaluate_bundle import evaluate_bundle
 
     manifest, _ = load_bundle(bundle)
     cfg = _config(recipe, set_)
@@ -139,8 +139,8 @@ def _compression_summary(report: dict) -> None:
 
 
 def _tokenized(cfg, model_dir: Path):
-    from training.data import load_splits, tokenize_splits
-    from training.model import load_tokenizer
+    from review_classifier.training.data import load_splits, tokenize_splits
+    from review_classifier.training.model import load_tokenizer
 
     return tokenize_splits(load_splits(cfg), load_tokenizer(cfg, str(model_dir)), cfg)
 
@@ -149,7 +149,7 @@ def prune_cmd(model_dir: Path = typer.Argument(..., help="Fine-tuned classifier 
               out: Path = typer.Option(..., "--out", help="Run folder; the pruned model lands in <out>/best"),
               recipe: str = RECIPE, set_: list[str] = SET) -> None:
     """Global L1 pruning of the encoder to prune_sparsity, then prune_epochs of fine-tuning."""
-    from training.compress import prune_model
+    from review_classifier.training.compress import prune_model
 
     cfg = _config(recipe, set_)
     report = prune_model(cfg, model_dir, _tokenized(cfg, model_dir), out)
@@ -162,7 +162,7 @@ def distill_cmd(teacher_dir: Path = typer.Argument(..., help="Fine-tuned teacher
                 out: Path = typer.Option(..., "--out", help="Run folder; the student lands in <out>/best"),
                 recipe: str = RECIPE, set_: list[str] = SET) -> None:
     """Distil the teacher into its first distill_layers layers (temperature, alpha from the config)."""
-    from training.compress import distill_model
+    from review_classifier.training.compress import distill_model
 
     cfg = _config(recipe, set_)
     report = distill_model(cfg, teacher_dir, _tokenized(cfg, teacher_dir), out)

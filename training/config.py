@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from shared.errors import ClassifierError
-from shared.labels import DEFAULT_ALIASES, DEFAULT_LABELS, LabelMap, default_aliases_for
-from shared.text import TextPolicy
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.labels import DEFAULT_ALIASES, DEFAULT_LABELS, LabelMap, default_aliases_for
+from review_classifier.shared.text import TextPolicy
 
 RECIPES = Path(__file__).parent / "recipes"
 # Data source understood by training.data: the 25k IMDB train reviews that PyPI's
@@ -135,7 +135,7 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def save(self, path: str | Path) -> None:
-        from shared.atomic import atomic_write_text
+        from review_classifier.shared.atomic import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 

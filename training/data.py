@@ -31,12 +31,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from shared.atomic import atomic_path
-from shared.errors import ClassifierError
-from shared.labels import LabelMap
-from shared.text import normalize_text
-from training.config import EMBEDDED_DATA, TrainConfig
-from training.text import encode_texts, special_ids
+from review_classifier.shared.atomic import atomic_path
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.labels import LabelMap
+from review_classifier.shared.text import normalize_text
+from review_classifier.training.config import EMBEDDED_DATA, TrainConfig
+from review_classifier.training.text import encode_texts, special_ids
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def load_reviews(source: str, cfg: TrainConfig) -> Reviews:
     if source == EMBEDDED_DATA or source.startswith("pypi:"):
         reviews = _load_embedded(source, labels)
     elif source.partition(":")[0] == ARCHIVE_SOURCE:
-        from training.archive import imdb_archive_dir
+        from review_classifier.training.archive import imdb_archive_dir
 
         part = _archive_part(source)
         reviews = _load_folder(imdb_archive_dir(cache_root(cfg)) / part, labels)

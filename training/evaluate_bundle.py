@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from edge.model import EdgeClassifier
-from shared.errors import ClassifierError
-from shared.metrics import classification_report
+from review_classifier.edge.model import EdgeClassifier
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.metrics import classification_report
 
 
 def evaluate_bundle(bundle_path: str | os.PathLike, reviews, *, threads: int | None = None) -> dict:

@@ -11,12 +11,12 @@ from typing import Sequence
 
 import numpy as np
 
-from shared.atomic import atomic_path
-from shared.bundle import ORT_DISABLED_OPTIMIZERS
-from shared.errors import ClassifierError
-from shared.text import TextPolicy
-from training.config import TrainConfig
-from training.text import encode_texts
+from review_classifier.shared.atomic import atomic_path
+from review_classifier.shared.bundle import ORT_DISABLED_OPTIMIZERS
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.text import TextPolicy
+from review_classifier.training.config import TrainConfig
+from review_classifier.training.text import encode_texts
 
 OPSET = 17
 # Used when the caller has no review texts at hand: short and long, so padding is exercised.

@@ -24,11 +24,11 @@ from safetensors.torch import load_file, save_file
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from shared.atomic import atomic_path
-from training.config import TrainConfig
-from training.fast_dropout import fast_dropout_mode
-from training.metrics import accuracy_f1
-from training.model import set_lower_frozen
+from review_classifier.shared.atomic import atomic_path
+from review_classifier.training.config import TrainConfig
+from review_classifier.training.fast_dropout import fast_dropout_mode
+from review_classifier.training.metrics import accuracy_f1
+from review_classifier.training.model import set_lower_frozen
 
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
 
@@ -87,8 +87,8 @@ def resolve_precision(cfg: TrainConfig, device: torch.device, out_dir: Path, log
     as out_dir/precision.json; a bf16 that this CPU would emulate is logged with its cost."""
     import dataclasses
 
-    from shared.atomic import atomic_write_text
-    from training.precision import resolve_cuda
+    from review_classifier.shared.atomic import atomic_write_text
+    from review_classifier.training.precision import resolve_cuda
 
     choice = resolve_cuda(cfg.precision, device)
     log = log or log_rank0
@@ -103,7 +103,7 @@ def resolve_precision(cfg: TrainConfig, device: torch.device, out_dir: Path, log
 
 def autocast_for(precision: str, device: torch.device):
     if precision == "auto":
-        from training.precision import resolve_cuda
+        from review_classifier.training.precision import resolve_cuda
 
         precision = resolve_cuda(precision, device).used
     if precision == "fp32":
@@ -430,7 +430,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
         state.epoch, state.batch_in_epoch = epoch + 1, 0
         if rank == 0:
             save_checkpoint(last_dir, model, optimizer, scheduler, scaler, state)
-            from shared.atomic import atomic_write_text
+            from review_classifier.shared.atomic import atomic_write_text
             atomic_write_text(out_dir / "history.json", json.dumps(state.history, indent=2))
         if cfg.patience and state.bad_epochs >= cfg.patience:
             log(f"early stop: no valid macro F1 gain for {cfg.patience} epoch(s)")

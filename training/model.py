@@ -1,9 +1,9 @@
 """Load a sequence classifier and its tokenizer; freeze and unfreeze its lower layers."""
 from __future__ import annotations
 
-from shared.errors import ClassifierError
-from training.config import TrainConfig
-from training.model_sources import resolve_model_path
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.training.config import TrainConfig
+from review_classifier.training.model_sources import resolve_model_path
 
 
 def load_tokenizer(cfg: TrainConfig, path: str | None = None):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.bundle import CARD_FILE, Manifest, load_bundle, seal_bundle
-from shared.errors import ClassifierError
+from review_classifier.shared.bundle import CARD_FILE, Manifest, load_bundle, seal_bundle
+from review_classifier.shared.errors import ClassifierError
 
 # base model folder or hub id (substring) -> (upstream name, licence)
 KNOWN_BASES = {
@@ -57,7 +57,8 @@ def render_model_card(m: Manifest) -> str:
     imdb = is_imdb(str(recipe.get("data", "")))
     test = (m.metrics or {}).get("test_edge") or {}
     speed = (m.metrics or {}).get("speed") or []
-    valid = (m.metrics or {}).get(m.precision) or (m.metrics or {}).get("fp32") or {}
+    # validation metrics of this bundle's own model ("fp32" may hold the PyTorch test figures of a run)
+    valid = (m.metrics or {}).get("int8" if m.precision == "int8" else "fp32_onnx") or {}
     policy = m.text_policy
     front = {"license": licence, "library_name": "onnxruntime", "pipeline_tag": "text-classification",
              "tags": ["text-classification", "onnx", m.precision] + (["sentiment-analysis"] if imdb else []),
@@ -76,13 +77,13 @@ def render_model_card(m: Manifest) -> str:
     lines += [f"A `{base}` encoder fine-tuned to tell {' / '.join(m.labels)} apart, compressed to {m.precision} "
               "and packed as a verified ONNX bundle for `edge-classify` (onnxruntime + tokenizers, no torch).", ""]
     lines += ["## Intended use", "",
-              ("Sentiment of English movie and product reviews, one text at a time, offline on a CPU: "
-               "`edge-classify reviews.txt` or the `edge.EdgeClassifier` Python API. ") if imdb else
+              ("Sentiment of English movie reviews, offline on a CPU: `edge-classify reviews.txt`, or from "
+               "Python `from review_classifier import edge; edge.load().predict(texts)`. ") if imdb else
               "Classifying texts like the training data, offline on a CPU with `edge-classify`. ",
               "Not for decisions about people, and not for domains far from the training data without "
               "measuring it there first (`edge-classify --eval` on labelled samples of your own).", ""]
     lines += ["## Base model and licence", "",
-              f"- Base model: `{base}` (bundle records `{m.base_model}`)", f"- Licence: {licence}", ""]
+              f"- Base model: `{base}`", f"- Licence: {licence}", ""]
     lines += ["## Training data", ""]
     if imdb:
         lines += ["The IMDB Large Movie Review Dataset v1.0 (Maas et al., 2011): 25,000 highly polar movie "

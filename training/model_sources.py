@@ -19,9 +19,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.atomic import atomic_path
-from shared.bundle import sha256_file
-from shared.errors import ClassifierError
+from review_classifier.shared.atomic import atomic_path
+from review_classifier.shared.bundle import sha256_file
+from review_classifier.shared.errors import ClassifierError
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.atomic import atomic_path
+from review_classifier.shared.atomic import atomic_path
 
 
 def _pyplot():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from shared.errors import ClassifierError
-from shared.provenance import cpu_isa
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.provenance import cpu_isa
 
 # CPU instruction sets with native bf16 arithmetic (AVX512_BF16 dot products, AMX tiles).
 NATIVE_BF16_ISA = ("avx512_bf16", "amx_bf16")

@@ -26,10 +26,10 @@ from typing import Sequence
 
 import numpy as np
 
-from shared.atomic import atomic_path
-from training.config import TrainConfig
-from training.export import ExportError, onnx_logits, ort_session, pad_ids, pad_token_id
-from training.text import encode_texts
+from review_classifier.shared.atomic import atomic_path
+from review_classifier.training.config import TrainConfig
+from review_classifier.training.export import ExportError, onnx_logits, ort_session, pad_ids, pad_token_id
+from review_classifier.training.text import encode_texts
 
 CALIB_BATCH = 8
 REDUCE_RANGE = True

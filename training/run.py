@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.atomic import atomic_write_text
-from shared.metrics import classification_report, format_confusion
-from shared.provenance import provenance
-from training.config import TrainConfig
-from training.data import data_fingerprint, dataset_report, format_report, load_splits, tokenize_splits
-from training.loop import dist_info, fit, log_rank0, predict, setup_device
-from training.metrics import accuracy_f1
-from training.model import load_model, load_tokenizer
-from training.plots import plot_confusion, plot_curves, step_scalars
+from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.metrics import classification_report, format_confusion
+from review_classifier.shared.provenance import provenance
+from review_classifier.training.config import TrainConfig
+from review_classifier.training.data import data_fingerprint, dataset_report, format_report, load_splits, tokenize_splits
+from review_classifier.training.loop import dist_info, fit, log_rank0, predict, setup_device
+from review_classifier.training.metrics import accuracy_f1
+from review_classifier.training.model import load_model, load_tokenizer
+from review_classifier.training.plots import plot_confusion, plot_curves, step_scalars
 
 
 log = log_rank0
@@ -47,7 +47,7 @@ def run_training(cfg: TrainConfig) -> dict:
 
     model = load_model(cfg)
     if cfg.engine == "trainer":
-        from training.trainer_engine import fit_with_trainer
+        from review_classifier.training.trainer_engine import fit_with_trainer
 
         result = fit_with_trainer(cfg, model, tokenized, out, tokenizer=tokenizer, log=log)
     else:

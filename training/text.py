@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from shared.text import TextPolicy, build_input_ids, normalize_text
+from review_classifier.shared.text import TextPolicy, build_input_ids, normalize_text
 
 
 def special_ids(tokenizer) -> tuple[list[int], list[int]]:

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.config import TrainConfig
-from training.fast_dropout import fast_dropout_mode
-from training.loop import (FitResult, class_weighted_loss, make_optimizer, make_scheduler, resolve_precision,
+from review_classifier.training.config import TrainConfig
+from review_classifier.training.fast_dropout import fast_dropout_mode
+from review_classifier.training.loop import (FitResult, class_weighted_loss, make_optimizer, make_scheduler, resolve_precision,
                            save_model)
-from training.metrics import accuracy_f1
+from review_classifier.training.metrics import accuracy_f1
 
 
 def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer, log=print) -> FitResult:

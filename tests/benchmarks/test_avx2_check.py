@@ -53,7 +53,7 @@ def tiny_int8(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny random BERT as an fp32 bundle and a dynamic-int8 bundle with 7-bit weights."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from shared.bundle import load_bundle, seal_bundle
+    from review_classifier.shared.bundle import load_bundle, seal_bundle
     from tests.edge.conftest import export_bundle
 
     root = tmp_path_factory.mktemp("avx2")

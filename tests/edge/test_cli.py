@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge.cli import app
-from edge.model import EdgeClassifier
-from shared.bundle import pack_bundle
-from shared.calibration import ece_from_confidence
-from shared.provenance import data_file
+from review_classifier.edge.cli import app
+from review_classifier.edge.model import EdgeClassifier
+from review_classifier.shared.bundle import pack_bundle
+from review_classifier.shared.calibration import ece_from_confidence
+from review_classifier.shared.provenance import data_file
 
 REVIEWS = ["A wonderful, moving film.", "Dull plot, wooden acting.", "It was fine, I guess",
            "Best thing I have seen this year!!!", "never again", "Ü and ß and 日本"]
@@ -196,7 +196,7 @@ def test_bundle_from_env_and_default_location(tiny, tmp_path):
 
 
 def test_temperature_from_the_manifest_is_applied_and_reported(tiny, tmp_path):
-    from shared.bundle import load_bundle, seal_bundle
+    from review_classifier.shared.bundle import load_bundle, seal_bundle
 
     warm = tmp_path / "calibrated"
     shutil.copytree(tiny[0], warm)
@@ -227,7 +227,7 @@ def test_temperature_from_the_manifest_is_applied_and_reported(tiny, tmp_path):
 
 
 def test_python_api_predict(tiny):
-    import edge
+    from review_classifier import edge
 
     clf = edge.load(tiny[0])
     preds = clf.predict(["good", "bad"])
@@ -240,8 +240,8 @@ def test_python_api_predict(tiny):
 
 def _fake_shipped(monkeypatch, folder):
     """Point edge.locate's shipped default at `folder`, pinned to its manifest as it is now."""
-    import edge.locate as locate
-    from shared.bundle import sha256_file
+    import review_classifier.edge.locate as locate
+    from review_classifier.shared.bundle import sha256_file
 
     monkeypatch.setattr(locate, "SHIPPED_DIR", folder)
     monkeypatch.setattr(locate, "SHIPPED_MANIFEST_SHA256", sha256_file(folder / "manifest.json"))
@@ -294,7 +294,7 @@ def test_archive_bundle(tiny, tmp_path):
     ("truncated_archive", "cannot read bundle archive"),
 ])
 def test_broken_bundle_is_one_clear_line(bundle_copy, tmp_path, damage, message):
-    from shared.bundle import read_manifest, seal_bundle
+    from review_classifier.shared.bundle import read_manifest, seal_bundle
 
     target = bundle_copy
     if damage == "delete_manifest":

@@ -24,7 +24,7 @@ def slim_env(tmp_path_factory):
             shutil.copy(REPO / extra, src)
     if not (src / "README.md").exists():
         (src / "README.md").write_text("review-classifier\n")
-    for pkg in ("shared", "edge", "training"):
+    for pkg in ("shared", "edge"):
         shutil.copytree(REPO / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=True)
@@ -53,3 +53,31 @@ def test_slim_install_has_no_torch_and_classifies(slim_env, tiny):
     here = subprocess.run([Path(sys.executable).with_name("edge-classify"), "-"], input="good movie\nbad film\n",
                           capture_output=True, text=True, env=env, timeout=120)
     assert slim.stdout == here.stdout and len(slim.stdout.splitlines()) == 2
+
+
+def test_slim_install_has_only_commands_that_run_and_no_generic_top_level_names(slim_env):
+    bin_dir = slim_env / "bin"
+    assert (bin_dir / "edge-classify").is_file() and not (bin_dir / "train-classify").exists()
+    site = next((slim_env / "lib").glob("python3*/site-packages"))
+    ours = {p.name for p in site.iterdir() if not p.name.endswith((".dist-info", ".pth")) and p.name != "__pycache__"}
+    assert not ours & {"edge", "shared", "training", "benchmarks", "tests"}, ours
+    pkg = site / "review_classifier"
+    assert sorted(p.name for p in pkg.iterdir() if p.name != "__pycache__") == ["edge", "shared"]
+    assert (pkg / "edge" / "default_model" / "manifest.json").is_file()      # the shipped model travels
+    names = subprocess.run([slim_env / "bin" / "python", "-m", "pip", "show", "-f", "review-classifier"],
+                           capture_output=True, text=True).stdout
+    requires = next(line for line in names.splitlines() if line.startswith("Requires:"))
+    assert "torch" not in requires and "typer" not in requires
+
+
+def test_slim_install_scores_with_the_shipped_default_and_no_flags(slim_env, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "EDGE_CLASSIFY", "VIRTUAL_ENV"))}
+    env.update(HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    r = subprocess.run([slim_env / "bin" / "edge-classify"], input="What a wonderful film\nA dull, lifeless mess.\n",
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (good, p_good), (bad, p_bad) = [line.split("\t") for line in r.stdout.splitlines()]
+    assert (good, bad) == ("positive", "negative") and float(p_good) > 0.8 and float(p_bad) > 0.8
+    info = subprocess.run([slim_env / "bin" / "edge-classify", "--info"], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+    assert info.returncode == 0 and "(shipped default)" in info.stdout and "IMDB test set: accuracy" in info.stdout

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from edge.model import EdgeClassifier, _cgroup_cpu_quota, available_cpus
-from shared.text import TextPolicy
-from training.text import encode_texts
+from review_classifier.edge.model import EdgeClassifier, _cgroup_cpu_quota, available_cpus
+from review_classifier.shared.text import TextPolicy
+from review_classifier.training.text import encode_texts
 
 TRICKY = [
     "A great movie!",
@@ -54,9 +54,9 @@ def test_ids_and_probabilities_match_training(which, request):
 
 
 def test_stream_keeps_order_across_windows(tiny, monkeypatch):
-    import edge.model
+    import review_classifier.edge.model as edge_model
 
-    monkeypatch.setattr(edge.model, "WINDOW_BATCHES", 2)
+    monkeypatch.setattr(edge_model, "WINDOW_BATCHES", 2)
     clf = EdgeClassifier(tiny[0], threads=1, batch_size=3)
     texts = [("good " * (i % 17)) + f"review number {i}" for i in range(40)]
     streamed = np.stack(list(clf.score_stream(iter(texts))))
@@ -110,12 +110,12 @@ def test_batches_stay_under_the_token_budget_and_the_heap_is_trimmed_between(tin
     import platform
     import sys
 
-    import edge.model
-    from edge.model import MAX_BATCH_TOKENS, TRIM_EVERY, heap_trimmer
+    import review_classifier.edge.model as edge_model
+    from review_classifier.edge.model import MAX_BATCH_TOKENS, TRIM_EVERY, heap_trimmer
 
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert heap_trimmer()(0) in (0, 1)          # the real malloc_trim is found and callable
-    monkeypatch.setattr(edge.model, "MAX_BATCH_TOKENS", 64)
+    monkeypatch.setattr(edge_model, "MAX_BATCH_TOKENS", 64)
     clf = EdgeClassifier(tiny[0], threads=1, batch_size=8)
     shapes, trims = [], []
     score = clf._score_batch
@@ -145,7 +145,7 @@ def test_per_review_bundles_score_concurrently_in_order(tiny, tiny_per_review):
 def test_per_review_stream_reads_ahead_boundedly_and_in_order(tiny_per_review):
     """The concurrent path tokenises while earlier reviews are scored, but never holds more than
     WINDOW_BATCHES + PIPELINE_CHUNK reviews, and yields them in input order."""
-    import edge.model
+    import review_classifier.edge.model as edge_model
 
     clf = EdgeClassifier(tiny_per_review[0], threads=2)
     pulled = []
@@ -159,7 +159,7 @@ def test_per_review_stream_reads_ahead_boundedly_and_in_order(tiny_per_review):
 
     stream = clf.score_stream(endless())
     got = [next(stream) for _ in range(100)]
-    assert len(pulled) <= 100 + edge.model.WINDOW_BATCHES + edge.model.PIPELINE_CHUNK
+    assert len(pulled) <= 100 + edge_model.WINDOW_BATCHES + edge_model.PIPELINE_CHUNK
     stream.close()
     ref = clf.predict_proba([("good " * (i % 7)) + f"review {i}" for i in range(100)])
     np.testing.assert_allclose(np.stack(got), ref, atol=1e-6)

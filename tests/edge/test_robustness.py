@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edge.cli import app
-from edge.model import EdgeClassifier
+from review_classifier.edge.cli import app
+from review_classifier.edge.model import EdgeClassifier
 
 REPO = Path(__file__).resolve().parents[2]
 EDGE_CLASSIFY = Path(sys.executable).with_name("edge-classify")
@@ -179,19 +179,21 @@ def test_edge_imports_no_torch_transformers_or_training(tiny):
         import sys
         class Block:
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "transformers", "training"):
+                if name.split(".")[0] in ("torch", "transformers") or name.startswith("review_classifier.training"):
                     raise ImportError("edge must not import " + name)
         sys.meta_path.insert(0, Block())
-        import edge.cli, edge.model, edge.classify, edge.records, edge.output
-        from edge.model import EdgeClassifier
+        import review_classifier.edge.cli as cli, review_classifier.edge.model, review_classifier.edge.classify
+        import review_classifier.edge.records, review_classifier.edge.output
+        from review_classifier.edge.model import EdgeClassifier
         p = EdgeClassifier({str(tiny[0])!r}).predict_proba(["works"])
         assert p.shape == (1, 2)
         sys.argv = ["edge-classify", "-m", {str(tiny[0])!r}, "-"]
         try:
-            edge.cli.main()
+            cli.main()
         except SystemExit as e:
             assert e.code == 0, e.code
-        heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "training", "pandas")]
+        heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "pandas")
+                 or m.startswith("review_classifier.training")]
         assert not heavy, heavy
     """)
     p = subprocess.run([sys.executable, "-c", code], input=b"good\n", capture_output=True,
@@ -206,7 +208,8 @@ def test_edge_sources_never_mention_the_heavy_packages():
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 for name in names:
-                    assert name.split(".")[0] not in ("torch", "transformers", "training", "pandas"), (path, name)
+                    assert name.split(".")[0] not in ("torch", "transformers", "pandas"), (path, name)
+                    assert not name.startswith("review_classifier.training"), (path, name)
 
 
 # ---- hostile input found by a suite kept outside the project (issue 15): each class of it

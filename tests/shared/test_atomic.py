@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from shared.atomic import atomic_path, atomic_write_text
+from review_classifier.shared.atomic import atomic_path, atomic_write_text
 
 
 def test_file_is_replaced_only_on_success(tmp_path):

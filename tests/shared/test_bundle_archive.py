@@ -6,8 +6,8 @@ import tarfile
 
 import pytest
 
-from shared import bundle
-from shared.errors import BundleError
+from review_classifier.shared import bundle
+from review_classifier.shared.errors import BundleError
 
 
 def _archive(path, names):

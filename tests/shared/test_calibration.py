@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from shared.calibration import (calibration_report, ece_from_confidence, expected_calibration_error,
+from review_classifier.shared.calibration import (calibration_report, ece_from_confidence, expected_calibration_error,
                                 fit_temperature, nll, uncalibrate)
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import ClassifierError
-from shared.labels import LabelMap
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.labels import LabelMap
 
 
 def test_imdb_labels_and_common_aliases():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix as sk_confusion, f1_score, precision_recall_fscore_support
 
-from shared.metrics import classification_report, format_confusion, format_report, report_from_confusion
+from review_classifier.shared.metrics import classification_report, format_confusion, format_report, report_from_confusion
 
 LABELS = ["negative", "positive", "neutral"]
 

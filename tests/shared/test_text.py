@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import ClassifierError
-from shared.text import CHARS_PER_TOKEN, TextPolicy, build_input_ids, clip_chars, fit_ids, normalize_text
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.text import CHARS_PER_TOKEN, TextPolicy, build_input_ids, clip_chars, fit_ids, normalize_text
 
 
 def test_normalize_removes_br_tags_nuls_and_extra_whitespace():

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_tiny_model, toy_review
-from training.config import load_config
-from training.data import Reviews
+from review_classifier.training.config import load_config
+from review_classifier.training.data import Reviews
 
 NAMES = ("negative", "positive")
 
@@ -28,8 +28,8 @@ def trained_tiny(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from training.export import pad_ids
-    from training.text import encode_texts
+    from review_classifier.training.export import pad_ids
+    from review_classifier.training.text import encode_texts
 
     root = tmp_path_factory.mktemp("trained")
     folder = build_tiny_model(root / "model")

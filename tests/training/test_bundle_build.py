@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.bundle import load_bundle
-from shared.errors import BundleError
+from review_classifier.shared.bundle import load_bundle
+from review_classifier.shared.errors import BundleError
 from tests.conftest import build_tiny_model
 from tests.training.conftest import NAMES, toy_reviews
-from training.bundle_build import build_bundles
-from training.config import load_config
-from training.evaluate_bundle import evaluate_bundle
-from training.export import ExportError
+from review_classifier.training.bundle_build import build_bundles
+from review_classifier.training.config import load_config
+from review_classifier.training.evaluate_bundle import evaluate_bundle
+from review_classifier.training.export import ExportError
 
 def bundle_cfg(model_dir: Path, *extra: str):
     return load_config("tiny", [f"model={model_dir}", "max_length=48", "calib_samples=32", "verify_samples=64",
@@ -66,8 +66,8 @@ def test_int8_and_fp32_bundles_are_built_verified_and_described(bundles, trained
 def assert_calibration(manifest, folder, cfg):
     """The stored temperature is the validation fit where the raw ECE exceeded the limit, 1.0
     otherwise, and the edge runtime's probabilities are softmax(logits / T) of the bundle's model."""
-    from edge.model import EdgeClassifier, softmax
-    from training.export import onnx_logits, ort_session
+    from review_classifier.edge.model import EdgeClassifier, softmax
+    from review_classifier.training.export import onnx_logits, ort_session
 
     cal = manifest.calibration
     assert cal["n"] == 96 and cal["fitted_on"] == "validation split"
@@ -83,7 +83,7 @@ def assert_calibration(manifest, folder, cfg):
 
 
 def test_update_card_records_test_metrics_and_speed_and_reseals(bundles, tmp_path):
-    from training.model_card import update_card
+    from review_classifier.training.model_card import update_card
 
     folder = tmp_path / "b"
     shutil.copytree(bundles["int8"], folder)
@@ -189,7 +189,7 @@ def test_distilbert_int8_bundle_declares_and_gets_only_its_inputs(tmp_path):
 def test_a_dynamic_int8_bundle_scores_each_review_on_its_own(bundles):
     """Dynamic INT8 scales activations per run: the edge runtime scores such bundles one review per
     run, so a review's probabilities do not depend on which reviews share its file."""
-    from edge.model import EdgeClassifier
+    from review_classifier.edge.model import EdgeClassifier
 
     int8 = EdgeClassifier(bundles["int8"], batch_size=32)
     assert int8.manifest.quant_approach == "dynamic" and int8.per_review and int8.batch_size == 1
@@ -204,7 +204,7 @@ def test_a_dynamic_int8_bundle_scores_each_review_on_its_own(bundles):
 def test_per_review_bundles_run_reviews_concurrently_with_the_same_scores_in_order(bundles):
     """With several threads, a dynamic INT8 bundle scores that many reviews at once (one thread each)
     instead of splitting one small review across threads: same probabilities, same order."""
-    from edge.model import EdgeClassifier
+    from review_classifier.edge.model import EdgeClassifier
 
     texts = toy_reviews(40, 12, "conc").texts
     one = EdgeClassifier(bundles["int8"], threads=1)

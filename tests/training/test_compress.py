@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from tests.conftest import build_tiny_model, toy_review
-from training.compress import (COMPRESSION_FILE, distill_model, encoder_linears, encoder_sparsity, kd_loss,
+from review_classifier.training.compress import (COMPRESSION_FILE, distill_model, encoder_linears, encoder_sparsity, kd_loss,
                                prune_encoder, prune_model, student_from_teacher)
-from training.config import load_config
-from training.model import encoder_layers, load_model, load_tokenizer
-from training.text import encode_texts
+from review_classifier.training.config import load_config
+from review_classifier.training.model import encoder_layers, load_model, load_tokenizer
+from review_classifier.training.text import encode_texts
 
 
 def toy_tokenized(model_dir: Path, cfg, n_train: int = 160, n_valid: int = 48, seed: int = 0):

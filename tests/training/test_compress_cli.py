@@ -5,11 +5,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from shared.bundle import load_bundle
+from review_classifier.shared.bundle import load_bundle
 
 
 def _app():
-    from training import cli
+    from review_classifier.training import cli
 
     cli._register_compression_commands()
     return cli.app
@@ -35,7 +35,7 @@ def test_export_then_evaluate_from_the_command_line(tiny_model_dir, toy_csv, tmp
 
 
 def test_bad_precision_is_a_one_line_user_error(tiny_model_dir, tmp_path):
-    from shared.errors import ClassifierError
+    from review_classifier.shared.errors import ClassifierError
 
     result = CliRunner().invoke(_app(), ["export", str(tiny_model_dir), "--out", str(tmp_path / "b"),
                                          "--precision", "int4", "--recipe", "tiny"])

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from shared.errors import ClassifierError
-from training.config import RECIPES, load_config
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.training.config import RECIPES, load_config
 
 
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in RECIPES.glob("*.toml")))
@@ -70,14 +70,14 @@ def test_named_recipe_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
 
 
 def test_imdb_aliases_apply_only_where_they_fit_the_labels():
-    from training.config import load_config
+    from review_classifier.training.config import load_config
 
     three = load_config("tiny", ["labels=red,green,blue"])        # no label_aliases={} needed
     assert three.label_map.aliases == {} and three.label_map.to_id("green") == 1
     imdb = load_config("tiny")
     assert imdb.label_map.to_id("pos") == 1 and imdb.label_map.to_id("0") == 0
     import pytest
-    from shared.errors import ClassifierError
+    from review_classifier.shared.errors import ClassifierError
 
     with pytest.raises(ClassifierError, match="label aliases point to unknown labels"):
         load_config("tiny", ["labels=red,green,blue", 'label_aliases={"r": "rouge"}'])

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.errors import ClassifierError
+from review_classifier.shared.errors import ClassifierError
 from tests.conftest import minilm_dir
-from training import data as data_mod
-from training.config import TrainConfig
-from training.data import (Reviews, data_fingerprint, dataset_report, format_report, load_reviews, load_splits,
+from review_classifier.training import data as data_mod
+from review_classifier.training.config import TrainConfig
+from review_classifier.training.data import (Reviews, data_fingerprint, dataset_report, format_report, load_reviews, load_splits,
                            reduce_reviews, split_csv, split_reviews, tokenize_splits)
-from training.text import encode_texts
+from review_classifier.training.text import encode_texts
 
 
 def write_csv(path: Path, rows: list[list[str]], header=("review", "sentiment")) -> Path:

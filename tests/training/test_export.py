@@ -8,10 +8,10 @@ import onnx
 import pytest
 
 from tests.conftest import build_tiny_model
-from training.config import load_config
-from training.export import (ExportError, encode_batch, export_onnx, load_for_export, model_input_names,
+from review_classifier.training.config import load_config
+from review_classifier.training.export import (ExportError, encode_batch, export_onnx, load_for_export, model_input_names,
                              ort_session, torch_logits)
-from training.text import encode_texts
+from review_classifier.training.text import encode_texts
 
 TEXTS = ["Loved it.", "An utterly boring film with a plot that goes nowhere at all, and then some more words.",
          "Fine.", "The cast was great and the ending moved me to tears; highly recommended to everyone."]
@@ -69,7 +69,7 @@ def test_failed_parity_raises_with_the_numbers_and_writes_nothing(tiny_model_dir
 
 
 def test_a_folder_without_a_model_is_a_user_error(tmp_path):
-    from shared.errors import ClassifierError
+    from review_classifier.shared.errors import ClassifierError
 
     with pytest.raises(ClassifierError, match="cannot load a sequence classifier"):
         export_onnx(tmp_path, tmp_path / "m.onnx", cfg_for(tmp_path), TEXTS)

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from tests.conftest import toy_review
-from training.config import load_config
-from training.loop import (class_weighted_loss, collate, fit, length_grouped_batches,
+from review_classifier.training.config import load_config
+from review_classifier.training.loop import (class_weighted_loss, collate, fit, length_grouped_batches,
                            make_scheduler, make_optimizer)
-from training.model import encoder_layers, load_model, load_tokenizer, set_lower_frozen
-from training.text import encode_texts
+from review_classifier.training.model import encoder_layers, load_model, load_tokenizer, set_lower_frozen
+from review_classifier.training.text import encode_texts
 
 
 def toy_tokenized(model_dir: Path, n_train: int = 320, n_valid: int = 80, seed: int = 0, max_length: int = 64):
@@ -174,8 +174,8 @@ import sys, json
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from tests.training.test_loop import toy_tokenized, tiny_cfg
-from training.loop import fit
-from training.model import load_model
+from review_classifier.training.loop import fit
+from review_classifier.training.model import load_model
 model_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
 tokenized, tok = toy_tokenized(model_dir, n_train=640, n_valid=32)
 cfg = tiny_cfg(model_dir, out, "epochs=2", "checkpoint_every=3", "batch_size=8")

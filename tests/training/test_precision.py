@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-import training.precision as precision
-from shared.errors import ClassifierError
-from training.precision import choose_precision
+import review_classifier.training.precision as precision
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.training.precision import choose_precision
 
 AVX2_ONLY = ["avx2", "fma"]
 AVX512_BF16 = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]
@@ -52,8 +52,8 @@ def test_fp16_on_cpu_is_refused():
 @pytest.mark.parametrize("isa, used", [(AVX2_ONLY, "fp32"), (AVX512_BF16, "bf16")])
 def test_fit_records_the_choice(tiny_model_dir, tmp_path, monkeypatch, isa, used):
     from tests.training.test_loop import tiny_cfg, toy_tokenized
-    from training.loop import fit
-    from training.model import load_model
+    from review_classifier.training.loop import fit
+    from review_classifier.training.model import load_model
 
     monkeypatch.setattr(precision, "cpu_isa", lambda: isa)
     tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=16)

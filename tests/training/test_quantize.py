@@ -9,10 +9,10 @@ import onnx
 import pytest
 
 from tests.conftest import toy_review
-from training.config import load_config
-from training.export import export_onnx, load_for_export, onnx_logits, ort_session
-from training.quantize import QuantizationError, int8_weight_range, quantize_onnx
-from training.text import encode_texts
+from review_classifier.training.config import load_config
+from review_classifier.training.export import export_onnx, load_for_export, onnx_logits, ort_session
+from review_classifier.training.quantize import QuantizationError, int8_weight_range, quantize_onnx
+from review_classifier.training.text import encode_texts
 
 
 def texts(n: int, seed: int) -> list[str]:
@@ -64,7 +64,7 @@ def coin_flip_model(tiny_model_dir, tmp_path_factory) -> Path:
     validation texts' logit gaps: half of them become near-ties that int8 rounding flips."""
     import torch
 
-    from training.export import torch_logits
+    from review_classifier.training.export import torch_logits
 
     folder = tmp_path_factory.mktemp("coin") / "model"
     model, tok = load_for_export(tiny_model_dir)

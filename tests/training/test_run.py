@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_toy_csv
-from training.config import load_config
-from training.run import run_training
+from review_classifier.training.config import load_config
+from review_classifier.training.run import run_training
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def test_trainer_engine_end_to_end(tiny_model_dir, toy_800, tmp_path, monkeypatc
 
 def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "review_classifier.training.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=timeout)
 
 
@@ -82,7 +82,7 @@ def test_unknown_config_field_is_rejected():
 def test_ddp_two_cpu_processes(tiny_model_dir, toy_800, tmp_path):
     """The same loop under torchrun with 2 gloo processes, no code change."""
     out = tmp_path / "ddp"
-    args = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "training.cli",
+    args = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "review_classifier.training.cli",
             "train", "--recipe", "tiny"]
     # 5 epochs: with 20 steps an epoch the toy task is learnt in the third or fourth, by seed
     for o in toy_overrides(tiny_model_dir, toy_800, out, "epochs=5", "tensorboard=false"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from tests.training.test_loop import tiny_cfg, toy_tokenized
-from training.model import load_model
-from training.trainer_engine import fit_with_trainer
+from review_classifier.training.model import load_model
+from review_classifier.training.trainer_engine import fit_with_trainer
 
 
 def autocast_seen(cfg, tokenized, tok, out):
