@@ -318,6 +318,7 @@ def goals(result: dict) -> dict[str, bool]:
     rows, slim, train = result["runs"], result["slim_venv_mb"], result["training_venv_mb"]
     return {"int8 >= 4x torch": result["int8_speedup_vs_torch"] >= 4,
             "cold start < 0.5 s": result["cold_start_s"] < 0.5,
+            "cold start <= 0.3 s": result["cold_start_s"] <= 0.3,
             "peak RSS < 300 MB, int8 bundle": rows["edge_int8"]["peak_rss_mb"] < 300,
             "peak RSS < 300 MB, fp32 bundle": rows["edge_fp32"]["peak_rss_mb"] < 300,
             "slim <= 1/5 training": bool(slim) and slim <= train / 5}
