@@ -18,11 +18,11 @@ TRAINED = (
      "runs/ship"),
     ("imdb_default", "default recipe, 3 epochs (NVIDIA H200)", "runs/gpu-imdb-default"),
     ("imdb_gpu", "gpu recipe: 512 tokens, batch 64, 3 epochs (NVIDIA H200)", "runs/gpu-imdb-gpu"),
-    ("imdb_default_cpu_1epoch", "default recipe cut to 1 epoch (this CPU)", "runs/imdb-default"),
+    ("imdb_default_cpu_1epoch", "default recipe cut to 1 epoch (AVX-512 EPYC)", "runs/imdb-default"),
 )
 COMMANDS = {
     "imdb_shipped_train": "train-classify train --recipe default --set data=../shared/data/imdb/train.csv.gz "
-                          "--set test_data=TEST_SAMPLE_2000.csv --set precision=fp32 --set valid_size=0.08 "
+                          "--set test_data=SAMPLE.csv --set precision=fp32 --set valid_size=0.08 "
                           "--set epochs=2 --set max_steps=1100 --set lr=8e-5 --set output_dir=runs/ship",
     "imdb_default_train": "train-classify train --recipe default --set data=../shared/data/imdb/train.csv.gz "
                           "--set test_data=../shared/data/imdb/test.csv.gz --set output_dir=runs/gpu-imdb-default",
@@ -203,7 +203,8 @@ def edge_machine_section(r: Path, d: dict) -> list[str]:
             f"{_pct(d.get('int8_fp32_label_agreement'))}.", "",
             "Goals: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in d.get("goals", {}).items()) + ".",
             *([] if d.get("goals", {}).get("int8 >= 4x torch", True) else [
-                "", "Why not 4x here: the int8 path already runs onnxruntime's fused BERT graph with VNNI "
+                "", "Why not 4x here: the int8 path already runs onnxruntime's fused BERT graph with its "
+                + ("VNNI" if "avx512_vnni" in isa or "avx_vnni" in isa else "AVX2 (no VNNI)") + " int8 "
                 "kernels, one review per run with as many reviews at once as threads (the fastest setting "
                 "measured for dynamic INT8, docs/decisions.md), with no padding, tokenising while it scores. "
                 + (profile_sentence(r) if "avx512_vnni" in isa else "") + f" This machine's CPU class is "
