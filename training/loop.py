@@ -88,9 +88,9 @@ def resolve_precision(cfg: TrainConfig, device: torch.device, out_dir: Path, log
     import dataclasses
 
     from review_classifier.shared.atomic import atomic_write_text
-    from review_classifier.training.precision import resolve_cuda
+    from review_classifier.training.precision import choose_for_device
 
-    choice = resolve_cuda(cfg.precision, device)
+    choice = choose_for_device(cfg.precision, device)
     log = log or log_rank0
     log(f"precision: {choice.used} (asked: {choice.requested}; {choice.reason})")
     if choice.warning:
@@ -103,9 +103,9 @@ def resolve_precision(cfg: TrainConfig, device: torch.device, out_dir: Path, log
 
 def autocast_for(precision: str, device: torch.device):
     if precision == "auto":
-        from review_classifier.training.precision import resolve_cuda
+        from review_classifier.training.precision import choose_for_device
 
-        precision = resolve_cuda(precision, device).used
+        precision = choose_for_device(precision, device).used
     if precision == "fp32":
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -57,8 +57,8 @@ def choose_precision(requested: str, device_type: str, *, cuda_bf16: bool = Fals
     return PrecisionChoice(requested, requested, "as configured")
 
 
-def resolve_cuda(requested: str, device) -> PrecisionChoice:
-    """choose_precision for a torch device (asks CUDA whether it has bf16)."""
+def choose_for_device(requested: str, device) -> PrecisionChoice:
+    """choose_precision for a torch device, CPU or CUDA (asks CUDA whether it has bf16)."""
     import torch
 
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
