@@ -72,7 +72,13 @@ class EdgeClassifier:
         output = self._session.get_outputs()[0]
         self._output = output.name
         width = output.shape[-1] if output.shape else None
-        if isinstance(width, int) and width != self.num_labels:
+        # a graph with a fixed output width is checked once here, one with a symbolic width per run
+        self._width_known = isinstance(width, int)
+        if self._width_known:
+            self._check_width(width)
+
+    def _check_width(self, width: int) -> None:
+        if width != self.num_labels:
             raise BundleError(f"bundle {self.folder}: the manifest names {self.num_labels} labels "
                               f"{self.labels} but the model outputs {width} scores")
 
@@ -173,9 +179,8 @@ class EdgeClassifier:
             mask[row, :len(x)] = 1
         feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
         logits = self._session.run([self._output], {n: feeds[n] for n in self._inputs})[0]
-        if logits.shape[-1] != self.num_labels:
-            raise BundleError(f"bundle {self.folder}: the manifest names {self.num_labels} labels "
-                              f"{self.labels} but the model outputs {logits.shape[-1]} scores")
+        if not self._width_known:
+            self._check_width(logits.shape[-1])
         return softmax(logits.astype(np.float64) / self.temperature).astype(np.float32)
 
 

