@@ -2,7 +2,7 @@
 
     from review_classifier import edge
     clf = edge.load()                      # the shipped default, or load("path/to/bundle")
-    clf.predict(["What a wonderful film"]) # [Prediction(label='positive', probability=0.98, ...)]
+    clf.predict(["What a wonderful film"]) # [Prediction(label="positive", probability=0.95..., ...)]
 
 Imports stay lazy so that `edge-classify`'s cold start pays only for what it uses.
 """
