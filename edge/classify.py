@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, TextIO
@@ -23,10 +24,22 @@ class Summary:
     records: int = 0
     empty: list[str] = field(default_factory=list)   # where the empty texts were (first few)
     empty_count: int = 0
+    rejected: int = 0                                # bad records skipped (--on-error skip)
+    rejected_at: list[str] = field(default_factory=list)
     confusion: np.ndarray | None = None              # rows = true, columns = predicted (with --eval)
     confidence: list[float] = field(default_factory=list)      # top probability per scored record (--eval)
     raw_confidence: list[float] = field(default_factory=list)  # the same without the bundle's temperature
     correct: list[bool] = field(default_factory=list)
+
+    COUNTERS = ("records", "empty", "empty_count", "rejected", "rejected_at")
+
+    def counters(self) -> dict:
+        """What a resumed run carries on (resume.ResumableOutput's journal); not the --eval lists."""
+        return {k: getattr(self, k) for k in self.COUNTERS}
+
+    @classmethod
+    def from_counters(cls, counters: dict) -> Summary:
+        return cls(**{k: counters[k] for k in cls.COUNTERS if k in counters})
 
     def calibration(self, temperature: float) -> dict:
         """Top-label ECE of the scored records, with and without the bundle's temperature."""
@@ -40,15 +53,22 @@ class Summary:
 
 def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO | None,
                      formatter: Formatter, empty: str = "mark", evaluate: bool = False,
-                     progress: bool = False) -> Summary:
+                     progress: bool = False, rejects: Callable[[str], None] | None = None,
+                     checkpoint: Callable[[Summary], None] | None = None,
+                     start: Summary | None = None, write_header: bool = True) -> Summary:
     """Score every record and write one line per record to `out` (skipped when None), in order.
 
     Empty or whitespace-only texts are not scored: with empty="mark" they get an empty line
     record (and are left out of --eval metrics); with empty="error" the first one stops the run.
+    A record the reader rejected (`Record.error`, --on-error skip) also keeps its place with an
+    empty record, and goes to `rejects` as a JSON line naming its place and the reason.
+    `checkpoint(summary)` is called after every record at which the scoring could restart
+    identically (see `EdgeClassifier.restart_every`); `start` carries a resumed run's counters.
     """
     if empty not in EMPTY_POLICIES:
         raise ClassifierError(f"--empty must be one of {EMPTY_POLICIES}, got {empty!r}")
-    summary = Summary()
+    summary = start or Summary()
+    restart_every, scored = clf.restart_every, 0
     label_map = _label_map(clf.labels) if evaluate else None
     if evaluate:
         summary.confusion = np.zeros((clf.num_labels, clf.num_labels), dtype=np.int64)
@@ -56,23 +76,35 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
 
     def texts() -> Iterator[str]:
         for rec in records:
-            if rec.text.strip():
+            if rec.error is None and rec.text.strip():
                 pending.append(rec._replace(text=""))   # keep label and place, not the text
                 yield rec.text
-            elif empty == "error":
-                raise ClassifierError(f"{rec.where}: empty text; remove it or use --empty mark")
+                continue
+            if rec.error is None and empty == "error":
+                if rejects is None:
+                    raise ClassifierError(f"{rec.where}: empty text; remove it or use --empty mark")
+                rec = rec._replace(error="empty text")
+            if rec.error is not None:
+                if rejects is None:
+                    raise ClassifierError(f"{rec.where}: {rec.error}")
+                rejects(json.dumps({"source": rec.source, rec.unit: rec.line, "error": rec.error},
+                                   ensure_ascii=False) + "\n")
+                summary.rejected += 1
+                if len(summary.rejected_at) < 5:
+                    summary.rejected_at.append(rec.where)
             else:
-                pending.append(None)
                 summary.empty_count += 1
                 if len(summary.empty) < 5:
                     summary.empty.append(rec.where)
+            pending.append(None)
 
     header = formatter.header()
-    if out is not None and header:
+    if out is not None and header and write_header:
         out.write(header)
     bar = _progress_bar() if progress else None
 
     def emit(rec: Record | None, probs: np.ndarray | None) -> None:
+        nonlocal scored
         if out is not None:
             out.write(formatter.line(probs))
         if rec is not None and label_map is not None:
@@ -83,6 +115,9 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
             if clf.temperature != 1.0:
                 summary.raw_confidence.append(float(uncalibrate(probs, clf.temperature).max()))
         summary.records += 1
+        scored += probs is not None
+        if checkpoint is not None and scored % restart_every == 0:
+            checkpoint(summary)
         if bar is not None and summary.records % 256 == 0:
             bar.update(256)
 

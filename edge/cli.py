@@ -4,6 +4,7 @@ click, not typer as in train-classify: typer 0.29 builds its options with pydant
 about 0.26 s of every cold start here (docs/decisions.md)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -19,7 +20,8 @@ from typing import Annotated, Optional
 import click
 
 from review_classifier.edge.output import OUTPUT_FORMATS, Formatter
-from review_classifier.edge.records import DEFAULT_LABEL_FIELD, INPUT_FORMATS, STDIN, read_records
+from review_classifier.edge.records import (DEFAULT_LABEL_FIELD, INPUT_FORMATS, ON_ERROR, STDIN, expand_sources,
+                                            format_of, read_records)
 from review_classifier.shared.atomic import atomic_path
 from review_classifier.shared.errors import BundleError, ClassifierError
 
@@ -27,13 +29,28 @@ PROG = "edge-classify"
 EDGE_PACKAGES = ("review-classifier", "onnxruntime", "tokenizers", "numpy")
 HELP = f"""Score reviews offline with a model bundle; one output line per input record, in order.
 
-Reads FILE(s) in order, or stdin when no FILE or FILE is '-'. Input: one text per line
-(--input-format lines, the default), CSV with a header (--input-format csv, text in
---text-column, default 'review'), or JSONL objects (--input-format jsonl, text in --text-field,
-default 'text'). UTF-8 with or without BOM, LF or CRLF; FILE.gz is read gzipped.
+Reads FILE(s) in order (a folder: the files below it; a glob: its matches), or stdin when no
+FILE or FILE is '-'. Input (--input-format, default auto: by file name, stdin as lines): one
+text per line (lines); CSV with a header (csv, *.csv, text in --text-column, default 'review');
+JSONL objects (jsonl, *.jsonl, text in --text-field, default 'text'); Parquet (parquet,
+*.parquet, needs the [ray] extra). UTF-8 with or without BOM, LF or CRLF; FILE.gz is gunzipped.
 
-Output (stdout, or --output FILE written atomically): tsv 'label<TAB>probability' without a
-header (default); csv with a header; jsonl objects. --top-k K adds the next K-1 labels.
+Output (stdout, or --output FILE): tsv 'label<TAB>probability' without a header (default);
+csv with a header; jsonl objects. --top-k K adds the next K-1 labels. --output FILE appears
+only when complete; until then the run writes FILE.partial and a journal, and after an
+interrupt or a kill `--resume` continues after the last record it checkpointed; the finished
+file is the same, byte for byte.
+
+Bad records (invalid UTF-8, a ragged CSV row, a JSONL line that is not an object or lacks the
+field): by default the first stops the run, naming its file and line. With --on-error skip
+--rejects FILE each goes to FILE (JSON lines: source, line, error), keeps its place in the
+output as an empty record, the rest are scored, and the run ends with exit code 4 and a count.
+
+--engine ray scores through Ray Data (pip install 'review-classifier[ray]'): --output DIR gets
+Parquet files (JSONL with --format jsonl) with one row per record: id (source:line, or
+--id-column), source, line, label, probability (top_labels/top_probabilities with --top-k),
+error. DIR appears complete (with _SUCCESS) or not at all. --address joins a running cluster;
+without it a local one is started on the CPUs this process may use.
 
 Empty or whitespace-only texts: with --empty mark (default) each gets a record with an empty
 label and an empty probability (null in JSONL), in place, plus a count on stderr; with
@@ -47,8 +64,10 @@ written only with --output. Empty texts are left out of the metrics.
 The bundle: --model, else $EDGE_CLASSIFY_MODEL, else one installed with `train-classify pipeline
 --install`, else the trained default model shipped with this package (--info says which).
 Exit codes: 0 ok (also when the reader of stdout goes away, as with '| head'), 2 bad input
-or flag, 3 missing/corrupt bundle, 130 interrupted (a partial --output is removed).
+or flag, 3 missing/corrupt bundle, 4 done but some records rejected (--on-error skip), 130
+interrupted (FILE.partial kept for --resume when every input is a file; else removed).
 """
+REJECTED_EXIT = 4
 
 @dataclass
 class ScoreOptions:
@@ -58,7 +77,7 @@ class ScoreOptions:
     input_format: str = "lines"
     text_field: str | None = None
     label_field: str | None = None
-    output_format: str = "tsv"
+    output_format: str | None = None   # tsv (local) or parquet (ray) unless given
     output: Path | None = None
     top_k: int = 1
     empty: str = "mark"
@@ -67,40 +86,90 @@ class ScoreOptions:
     eval_json: Path | None = None
     batch_size: int = 32
     threads: int | None = None
+    on_error: str = "stop"
+    rejects: Path | None = None
+    resume: bool = False
+    engine: str = "local"
+    address: str | None = None
+    id_column: str | None = None
+    actors: int | None = None
 
     def check(self) -> None:
-        if self.output_format not in OUTPUT_FORMATS:
-            raise ClassifierError(f"--format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
         if self.input_format not in INPUT_FORMATS:
             raise ClassifierError(f"--input-format must be one of {INPUT_FORMATS}, got {self.input_format!r}")
-        if self.evaluate and self.input_format == "lines":
-            raise ClassifierError("--eval needs labelled input: --input-format csv or jsonl")
+        if self.on_error not in ON_ERROR:
+            raise ClassifierError(f"--on-error must be one of {ON_ERROR}, got {self.on_error!r}")
+        if self.engine not in ENGINES:
+            raise ClassifierError(f"--engine must be one of {ENGINES}, got {self.engine!r}")
+        # a folder becomes its files, a glob its matches; named pipes and character devices
+        # (`<(cmd)`, /dev/stdin) are read like files
+        self.sources = expand_sources(self.sources)
+        if self.evaluate and any(format_of(s, self.input_format) == "lines" for s in self.sources):
+            raise ClassifierError("--eval needs labelled input: CSV, JSONL or Parquet (--input-format)")
         if self.eval_json is not None and not self.evaluate:
             raise ClassifierError("--eval-json goes with --eval")
-        for s in self.sources:
-            if s == STDIN:
-                continue
-            if not os.path.exists(s):
-                raise ClassifierError(f"input file not found: {s}")
-            if os.path.isdir(s):
-                raise ClassifierError(f"input {s} is a folder; give the files in it")
-            # named pipes and character devices (`<(cmd)`, /dev/stdin) are read like files
+        if (self.on_error == "skip") != (self.rejects is not None):
+            raise ClassifierError("--on-error skip and --rejects FILE go together (skipped records must go somewhere)")
+        if self.engine == "ray":
+            self._check_ray()
+        else:
+            self._check_local()
+
+    def _check_local(self) -> None:
+        self.output_format = self.output_format or "tsv"
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ClassifierError(f"--format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
+        for flag, value in (("--address", self.address), ("--id-column", self.id_column), ("--actors", self.actors)):
+            if value is not None:
+                raise ClassifierError(f"{flag} goes with --engine ray")
         if self.output is not None:
             check_output_path(self.output)
+        if self.rejects is not None:
+            check_output_path(self.rejects, "--rejects")
+            if self.output is not None and self.rejects.absolute() == self.output.absolute():
+                raise ClassifierError("--rejects and --output must be different files")
+        if self.resume:
+            if self.output is None:
+                raise ClassifierError("--resume needs --output FILE (the run it continues)")
+            if self.evaluate:
+                raise ClassifierError("--resume does not go with --eval (its metrics need every record in one run)")
+            if not self.resumable:
+                raise ClassifierError("--resume needs input files: stdin and pipes cannot be read again")
+
+    def _check_ray(self) -> None:
+        if self.output is None:
+            raise ClassifierError("--engine ray needs --output DIR (it writes a folder of Parquet or JSONL files)")
+        if STDIN in self.sources:
+            raise ClassifierError("--engine ray reads files, folders or globs, not stdin")
+        if self.evaluate or self.resume:
+            raise ClassifierError(f"{'--eval' if self.evaluate else '--resume'} goes with --engine local")
+        self.output_format = self.output_format or "parquet"
+        if self.output_format not in ("parquet", "jsonl"):
+            raise ClassifierError("--engine ray writes --format parquet (the default) or jsonl")
+        if self.output.exists() or self.output.is_symlink():
+            raise ClassifierError(f"--output {self.output} exists; --engine ray writes a new folder (choose another)")
+
+    @property
+    def resumable(self) -> bool:
+        """Every input is a regular file, so a later run can read it again and check it is unchanged."""
+        return all(s != STDIN and os.path.isfile(s) for s in self.sources)
 
 
-def check_output_path(path: Path) -> None:
+ENGINES = ("local", "ray")
+
+
+def check_output_path(path: Path, flag: str = "--output") -> None:
     """--output must be a regular file or not exist yet, in a folder that exists or can be made:
     an existing folder, device or pipe is never replaced."""
     if path.is_symlink() and not path.exists():
-        raise ClassifierError(f"--output {path} is a broken symbolic link; refusing to write through it")
+        raise ClassifierError(f"{flag} {path} is a broken symbolic link; refusing to write through it")
     if path.exists() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file"
-        raise ClassifierError(f"--output {path} exists and is {kind}; refusing to replace it (choose a file path)")
+        raise ClassifierError(f"{flag} {path} exists and is {kind}; refusing to replace it (choose a file path)")
     for parent in path.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ClassifierError(f"cannot write --output {path}: {parent} is a file, not a folder")
+                raise ClassifierError(f"cannot write {flag} {path}: {parent} is a file, not a folder")
             break
 
 
@@ -111,14 +180,21 @@ def check_output_path(path: Path) -> None:
                    "default model]")
 @click.option("--info", is_flag=True, help="Describe the bundle (labels, metrics, base model, size, creation time) "
                                            "and exit")
-@click.option("--input-format", default="lines", show_default=True, help="lines, csv or jsonl")
+@click.option("--input-format", default="auto", show_default=True,
+              help="auto (by file name: .csv, .jsonl, .parquet, else lines), lines, csv, jsonl or parquet")
 @click.option("--text-column", "--text-field", "text_field", default=None,
               help="Column (csv) or field (jsonl) holding the text [default: review / text]")
 @click.option("--label-column", "--label-field", "label_field", default=None,
               help="Column/field holding the true label, for --eval [default: sentiment / label]")
-@click.option("--format", "output_format", default="tsv", show_default=True, help="tsv, csv or jsonl")
+@click.option("--format", "output_format", default=None,
+              help="tsv (the default), csv or jsonl; with --engine ray parquet (its default) or jsonl")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Write results here (atomically) instead of stdout")
+              help="Write results here instead of stdout (a folder with --engine ray); it appears when complete")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run of --output FILE where it stopped")
+@click.option("--on-error", default="stop", show_default=True,
+              help="Bad records: stop (error naming the place) or skip (to --rejects, exit code 4)")
+@click.option("--rejects", type=click.Path(path_type=Path), default=None,
+              help="With --on-error skip: write each bad record's place and reason here (JSON lines)")
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
               help="Labels per record, most likely first")
 @click.option("--empty", default="mark", show_default=True, help="Empty texts: mark (empty record) or error")
@@ -129,7 +205,14 @@ def check_output_path(path: Path) -> None:
               help="With --eval: also write the report as JSON here (atomically)")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="onnxruntime threads [default: the CPUs this process may use]")
+              help="onnxruntime threads [default: the CPUs this process may use; with --engine ray 1 per actor]")
+@click.option("--engine", default="local", show_default=True,
+              help="local (this process) or ray (Ray Data: a local cluster, or --address)")
+@click.option("--address", default=None, help="--engine ray: a running Ray cluster to join (e.g. ray://head:10001)")
+@click.option("--actors", type=click.IntRange(min=1), default=None,
+              help="--engine ray: scoring actors [default: the cluster's CPUs / --threads]")
+@click.option("--id-column", "--id-field", "id_column", default=None,
+              help="--engine ray: the column/field that identifies a record [default: source:line]")
 def app(files, model, info, **flags) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -141,9 +224,9 @@ def app(files, model, info, **flags) -> None:
 def run(opts: ScoreOptions) -> int:
     """The whole command; returns the exit code. User errors become one line on stderr."""
     try:
-        _score(opts)
+        code = _score(opts)
         sys.stdout.flush()
-        return 0
+        return code or 0
     except ClassifierError as e:
         _say(f"error: {e}")
         return e.exit_code
@@ -194,30 +277,100 @@ def _score(opts: ScoreOptions) -> None:
     from review_classifier.edge.model import EdgeClassifier
 
     opts.check()
-    label_field = (opts.label_field or DEFAULT_LABEL_FIELD[opts.input_format]) if opts.evaluate else None
     bundle, _ = locate_bundle(opts.model)
     if not bundle.exists():
         raise BundleError(f"model bundle not found: {bundle}; pass --model PATH or set EDGE_CLASSIFY_MODEL "
                           "(unset, the shipped default model is used)")
+    if opts.engine == "ray":
+        from review_classifier.edge.ray_engine import score_with_ray
+
+        result = score_with_ray(opts, bundle, say=_say)
+        return _summarise(result, opts)
+    label_field = opts.label_field if opts.evaluate else None
+    if opts.evaluate and label_field is None:
+        label_field = DEFAULT_LABEL_FIELD[format_of(opts.sources[0], opts.input_format)]
     clf = EdgeClassifier(bundle, threads=opts.threads, batch_size=opts.batch_size)
     if opts.top_k > clf.num_labels:
         raise ClassifierError(f"--top-k {opts.top_k} is more than the bundle's {clf.num_labels} labels")
     formatter = Formatter(opts.output_format, clf.labels, opts.top_k)
-    records = read_records(opts.sources, opts.input_format, opts.text_field, label_field, opts.errors)
-    progress = sys.stderr.isatty()
-    run_records = partial(classify_records, records, clf, formatter=formatter, empty=opts.empty,
-                          evaluate=opts.evaluate, progress=progress)
-    if opts.output is not None:
-        with atomic_path(opts.output) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            summary = run_records(out)
+    read = partial(read_records, opts.sources, opts.input_format, opts.text_field, label_field, opts.errors,
+                   opts.on_error)
+    run_records = partial(classify_records, clf=clf, formatter=formatter, empty=opts.empty,
+                          evaluate=opts.evaluate, progress=sys.stderr.isatty())
+    if opts.output is not None and opts.resumable and not opts.evaluate:
+        summary = _score_resumable(opts, clf, read, run_records)
+        if summary is None:
+            return None
+    elif opts.output is not None:
+        with _rejects_file(opts) as rejects, atomic_path(opts.output) as tmp, \
+                open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            summary = run_records(read(), out=out, rejects=rejects)
     else:
         sys.stdout.reconfigure(encoding="utf-8", newline="\n")
-        summary = run_records(None if opts.evaluate else sys.stdout)
+        with _rejects_file(opts) as rejects:
+            summary = run_records(read(), out=None if opts.evaluate else sys.stdout, rejects=rejects)
     if summary.empty_count:
         _say(f"warning: {summary.empty_count} empty text(s) got an empty label "
              f"(first at {'; '.join(summary.empty)}); --empty error refuses them")
     if opts.evaluate:
         _report(opts, bundle, clf, summary)
+    return _summarise(summary, opts)
+
+
+def _score_resumable(opts: ScoreOptions, clf, read, run_records):
+    """--output FILE from input files: FILE.partial with a journal, so that --resume can go on."""
+    from review_classifier.edge.classify import Summary
+    from review_classifier.edge.resume import ResumableOutput, partial_path
+
+    identity = run_identity(opts, clf)
+    out = ResumableOutput(opts.output, opts.rejects, identity, opts.resume, say=_say)
+    if out.done:
+        return None
+    start = Summary.from_counters(out.counters)
+    try:
+        summary = run_records(read(skip=start.records), out=out, start=start, write_header=out.fresh,
+                              rejects=out.reject if opts.rejects else None,
+                              checkpoint=lambda s: out.maybe_checkpoint(s.counters()))
+    except (KeyboardInterrupt, SystemExit):
+        out.keep()
+        _say(f"stopped; {partial_path(opts.output)} keeps the records of its last checkpoint "
+             f"({out.counters['records']:,}): the same command with --resume continues")
+        raise
+    except BaseException:
+        out.discard()
+        raise
+    out.finish()
+    return summary
+
+
+def run_identity(opts: ScoreOptions, clf) -> dict:
+    """What must match for --resume: inputs, bundle, and every option that changes the output."""
+    from review_classifier.edge import resume
+
+    options = {k: getattr(opts, k) for k in ("input_format", "text_field", "output_format", "top_k", "empty",
+                                             "errors", "on_error")}
+    options["rejects"] = str(opts.rejects.absolute()) if opts.rejects else None
+    options["batch_size"] = clf.batch_size
+    return resume.run_identity(opts.sources, clf.folder, options)
+
+
+@contextlib.contextmanager
+def _rejects_file(opts: ScoreOptions):
+    """The --rejects file for a run that is not resumable: written atomically, or nothing."""
+    if opts.rejects is None:
+        yield None
+        return
+    with atomic_path(opts.rejects) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        yield f.write
+
+
+def _summarise(summary, opts: ScoreOptions) -> int | None:
+    """The closing line for rejected records; their exit code."""
+    if summary is None or not summary.rejected:
+        return None
+    _say(f"{summary.rejected:,} of {summary.records:,} records rejected (first at {'; '.join(summary.rejected_at)}); "
+         f"reasons in {opts.rejects}")
+    return REJECTED_EXIT
 
 
 def _report(opts: ScoreOptions, bundle: Path, clf, summary) -> None:

@@ -83,6 +83,13 @@ class EdgeClassifier:
                               f"{self.labels} but the model outputs {width} scores")
 
     @property
+    def restart_every(self) -> int:
+        """Texts after which `score_stream` can be restarted and score the rest identically:
+        every text when reviews are scored one per run, else a whole length-sorting window
+        (its batches are cut from the window, so a restart inside one would cut others)."""
+        return 1 if self._pool or self.per_review else self.batch_size * WINDOW_BATCHES
+
+    @property
     def num_labels(self) -> int:
         return len(self.labels)
 

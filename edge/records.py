@@ -1,14 +1,22 @@
-"""Read input texts as a stream of records: plain lines, CSV or JSONL, from files or stdin.
+"""Read input texts as a stream of records: plain lines, CSV, JSONL or Parquet, from files or stdin.
 
 Everything is read incrementally (constant memory however large the input). Bytes are decoded
 here, so a bad byte is reported with its file and line. A UTF-8 BOM and CRLF line ends are
 accepted; NUL bytes pass through (shared.text turns them into spaces).
+
+A bad record (invalid UTF-8, a CSV row with the wrong number of fields, a JSONL line that is
+not an object or lacks the text field, a missing label) stops the run with a one-line error
+naming its place, or with on_error="skip" comes back as a Record whose `error` says why, in
+its place in the stream. A break no reader can resynchronise after (a quote never closed, a
+missing column, an unreadable file) always stops the run.
 """
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
+import os
 import re
 import sys
 from contextlib import contextmanager
@@ -16,43 +24,133 @@ from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 from review_classifier.shared.errors import ClassifierError
 
-INPUT_FORMATS = ("lines", "csv", "jsonl")
-DEFAULT_TEXT_FIELD = {"csv": "review", "jsonl": "text"}
-DEFAULT_LABEL_FIELD = {"csv": "sentiment", "jsonl": "label"}
+INPUT_FORMATS = ("auto", "lines", "csv", "jsonl", "parquet")
+ON_ERROR = ("stop", "skip")
+DEFAULT_TEXT_FIELD = {"csv": "review", "jsonl": "text", "parquet": "review"}
+DEFAULT_LABEL_FIELD = {"csv": "sentiment", "jsonl": "label", "parquet": "sentiment"}
+# auto: by file name (a trailing .gz is looked through); stdin and anything else: lines
+SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 BOM = b"\xef\xbb\xbf"
 STDIN = "-"
 SURROGATE = re.compile("[\ud800-\udfff]")
+UNDECODABLE = re.compile("[\udc80-\udcff]")   # bytes surrogateescape kept: not UTF-8
 
 
 class Record(NamedTuple):
     text: str
     label: str | None      # raw label value (only read when asked for)
     source: str            # file name, or <stdin>
-    line: int              # line number where the record starts (1-based)
+    line: int              # line (row, for Parquet) where the record starts, 1-based
+    error: str | None = None   # why the record cannot be scored (on_error="skip" only)
+    unit: str = "line"
+    key: str | None = None     # the value of the id field, when one was asked for
 
     @property
     def where(self) -> str:
-        return f"{self.source}, line {self.line}"
+        return f"{self.source}, {self.unit} {self.line}"
 
 
-def read_records(sources: Iterable[str], input_format: str = "lines", text_field: str | None = None,
-                 label_field: str | None = None, errors: str = "strict") -> Iterator[Record]:
-    """All records of all sources in order; `label_field` set means every record must have one."""
+class RecordError(ClassifierError):
+    """One record is bad; the reader decides whether that stops the run or skips the record."""
+
+
+def format_of(source: str, input_format: str) -> str:
+    """The format one source is read in: the given one, or with "auto" the one its name says."""
+    if input_format != "auto":
+        return input_format
+    if source == STDIN:
+        return "lines"
+    name = source[:-3] if source.endswith(".gz") else source
+    fmt = SUFFIX_FORMATS.get(os.path.splitext(name)[1].lower())
+    return fmt or "lines"
+
+
+def expand_sources(sources: Iterable[str]) -> list[str]:
+    """Files as given; a folder becomes the files below it and a glob its matches, each sorted.
+
+    Folders give only their regular files, leaving out hidden ones and names starting with '_'
+    (`_SUCCESS`, the `.part` files of other tools). A folder or glob that holds no file is an error, not an empty run.
+    """
+    out: list[str] = []
+    for s in sources:
+        if s == STDIN or (os.path.exists(s) and not os.path.isdir(s)):
+            out.append(s)
+        elif os.path.isdir(s):
+            found = sorted(path for root, dirs, files in os.walk(s) for f in files
+                           if not f.startswith((".", "_")) and os.path.isfile(path := os.path.join(root, f)))
+            if not found:
+                raise ClassifierError(f"input folder {s} holds no files")
+            out.extend(found)
+        elif glob.has_magic(s):
+            found = sorted(p for p in glob.glob(s, recursive=True) if not os.path.isdir(p))
+            if not found:
+                raise ClassifierError(f"no input file matches {s}")
+            out.extend(found)
+        else:
+            raise ClassifierError(f"input file not found: {s}")
+    return out
+
+
+def read_records(sources: Iterable[str], input_format: str = "auto", text_field: str | None = None,
+                 label_field: str | None = None, errors: str = "strict", on_error: str = "stop",
+                 skip: int = 0, id_field: str | None = None) -> Iterator[Record]:
+    """All records of all sources in order; `label_field` set means every record must have one,
+    and so does `id_field` (its value comes back as `Record.key`).
+
+    `skip`: leave out the first so many records (a resumed run); they are still read and
+    checked, so a skipped bad record is counted exactly as it was the first time.
+    """
     if input_format not in INPUT_FORMATS:
         raise ClassifierError(f"--input-format must be one of {INPUT_FORMATS}, got {input_format!r}")
     if errors not in ("strict", "replace"):
         raise ClassifierError(f"--errors must be strict or replace, got {errors!r}")
-    if label_field is not None and input_format == "lines":
-        raise ClassifierError("labels need --input-format csv or jsonl (plain lines carry no label)")
-    text_field = text_field or DEFAULT_TEXT_FIELD.get(input_format)
+    if on_error not in ON_ERROR:
+        raise ClassifierError(f"--on-error must be one of {ON_ERROR}, got {on_error!r}")
+    n = 0
     for source in sources:
-        with _open_binary(source) as (f, name):
-            if input_format == "lines":
-                yield from _read_lines(f, name, errors)
-            elif input_format == "csv":
-                yield from _read_csv(f, name, text_field, label_field, errors)
-            else:
-                yield from _read_jsonl(f, name, text_field, label_field, errors)
+        fmt = format_of(source, input_format)
+        if (label_field is not None or id_field is not None) and fmt == "lines":
+            raise ClassifierError(f"{_name(source)}: {'labels' if label_field else 'an --id-column'} need CSV, "
+                                  "JSONL or Parquet input (plain lines carry one text only; set --input-format)")
+        field = text_field or DEFAULT_TEXT_FIELD.get(fmt)
+        for rec in _read_source(source, fmt, field, label_field, errors, on_error, id_field):
+            n += 1
+            if n > skip:
+                yield rec
+
+
+def _read_source(source: str, fmt: str, text_field: str | None, label_field: str | None,
+                 errors: str, on_error: str, id_field: str | None = None) -> Iterator[Record]:
+    if fmt == "parquet":
+        yield from _read_parquet(source, text_field, label_field, on_error, id_field)
+        return
+    with _open_binary(source) as (f, name):
+        if fmt == "lines":
+            rows = _read_lines(f, name, errors)
+        elif fmt == "csv":
+            rows = _read_csv(f, name, text_field, label_field, errors, id_field)
+        else:
+            rows = _read_jsonl(f, name, text_field, label_field, errors, id_field)
+        try:
+            yield from _guard(rows, name, on_error)
+        finally:
+            rows.close()   # its own clean-up (detaching a CSV stream) before the file closes
+
+
+def _guard(rows: Iterator[Record | tuple[str, int, RecordError]], name: str, on_error: str) -> Iterator[Record]:
+    """Readers yield a (source, line, RecordError) triple for a bad record: raise it, or skip it."""
+    for row in rows:
+        if isinstance(row, Record):
+            yield row
+            continue
+        source, line, err = row
+        if on_error == "stop":
+            raise ClassifierError(f"{source}, line {line}: {err}")
+        yield Record("", None, source, line, error=str(err))
+
+
+def _name(source: str) -> str:
+    return "<stdin>" if source == STDIN else source
 
 
 @contextmanager
@@ -80,7 +178,7 @@ def _open_binary(source: str):
             raise ClassifierError(f"cannot read input {source}: not a complete gzip file ({e})") from None
 
 
-def _lines(f: BinaryIO, name: str, errors: str) -> Iterator[tuple[int, str]]:
+def _lines(f: BinaryIO, errors: str) -> Iterator[tuple[int, str | RecordError]]:
     """Decoded lines without their line end (LF or CRLF); a leading BOM dropped."""
     for n, raw in enumerate(f, start=1):
         if n == 1 and raw.startswith(BOM):
@@ -90,86 +188,104 @@ def _lines(f: BinaryIO, name: str, errors: str) -> Iterator[tuple[int, str]]:
         try:
             yield n, raw.decode("utf-8", errors)
         except UnicodeDecodeError as e:
-            raise ClassifierError(
-                f"{name}, line {n}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                "convert the file to UTF-8 or pass --errors replace") from None
+            yield n, RecordError(f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                 "convert the file to UTF-8 or pass --errors replace")
 
 
-def _read_lines(f: BinaryIO, name: str, errors: str) -> Iterator[Record]:
-    for n, text in _lines(f, name, errors):
-        yield Record(text, None, name, n)
+def _read_lines(f: BinaryIO, name: str, errors: str):
+    for n, text in _lines(f, errors):
+        yield (name, n, text) if isinstance(text, RecordError) else Record(text, None, name, n)
 
 
-def _read_jsonl(f: BinaryIO, name: str, text_field: str, label_field: str | None,
-                errors: str) -> Iterator[Record]:
-    for n, line in _lines(f, name, errors):
-        if not line.strip():
-            if label_field is not None:
-                raise ClassifierError(f"{name}, line {n}: empty line where a JSON object with a label was expected")
-            yield Record("", None, name, n)
-            continue
+def _read_jsonl(f: BinaryIO, name: str, text_field: str, label_field: str | None, errors: str,
+                id_field: str | None = None):
+    for n, line in _lines(f, errors):
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ClassifierError(f"{name}, line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-        except RecursionError:
-            raise ClassifierError(f"{name}, line {n}: JSON nested too deeply to read") from None
-        if not isinstance(obj, dict):
-            raise ClassifierError(f"{name}, line {n}: expected a JSON object, got {type(obj).__name__}")
-        text = obj.get(text_field)
-        if not isinstance(text, str):
-            what = "has no" if text_field not in obj else "has a non-string"
-            raise ClassifierError(f"{name}, line {n}: object {what} {text_field!r} field "
-                                  f"(fields: {sorted(obj)}); choose one with --text-field")
-        if SURROGATE.search(text):   # "\ud800" escapes decode to text no UTF-8 encoder accepts
-            if errors == "strict":
-                raise ClassifierError(f"{name}, line {n}: the {text_field!r} text holds an unpaired UTF-16 "
-                                      "surrogate escape (like \\ud800); fix it or pass --errors replace")
-            text = SURROGATE.sub("\ufffd", text)
-        label = None
-        if label_field is not None:
-            if obj.get(label_field) is None:
-                raise ClassifierError(f"{name}, line {n}: object has no {label_field!r} field "
-                                      f"(fields: {sorted(obj)}); choose one with --label-field")
-            label = str(obj[label_field])
-        yield Record(text, label, name, n)
+            if isinstance(line, RecordError):
+                raise line
+            yield _jsonl_record(line, name, n, text_field, label_field, errors, id_field)
+        except RecordError as e:
+            yield name, n, e
 
 
-def _read_csv(f: BinaryIO, name: str, text_field: str, label_field: str | None,
-              errors: str) -> Iterator[Record]:
+def _jsonl_record(line: str, name: str, n: int, text_field: str, label_field: str | None,
+                  errors: str, id_field: str | None = None) -> Record:
+    if not line.strip():
+        if label_field is not None or id_field is not None:
+            raise RecordError("empty line where a JSON object with a label was expected")
+        return Record("", None, name, n)
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise RecordError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise RecordError("JSON nested too deeply to read") from None
+    if not isinstance(obj, dict):
+        raise RecordError(f"expected a JSON object, got {type(obj).__name__}")
+    text = obj.get(text_field)
+    if not isinstance(text, str):
+        what = "has no" if text_field not in obj else "has a non-string"
+        raise RecordError(f"object {what} {text_field!r} field (fields: {sorted(obj)}); choose one with --text-field")
+    if SURROGATE.search(text):   # "\ud800" escapes decode to text no UTF-8 encoder accepts
+        if errors == "strict":
+            raise RecordError(f"the {text_field!r} text holds an unpaired UTF-16 surrogate escape "
+                              "(like \\ud800); fix it or pass --errors replace")
+        text = SURROGATE.sub("\ufffd", text)
+    label = None
+    if label_field is not None:
+        if obj.get(label_field) is None:
+            raise RecordError(f"object has no {label_field!r} field (fields: {sorted(obj)}); "
+                              "choose one with --label-field")
+        label = str(obj[label_field])
+    key = None
+    if id_field is not None:
+        if obj.get(id_field) is None:
+            raise RecordError(f"object has no {id_field!r} field (fields: {sorted(obj)}); choose one with --id-column")
+        key = str(obj[id_field])
+    return Record(text, label, name, n, key=key)
+
+
+def _read_csv(f: BinaryIO, name: str, text_field: str, label_field: str | None, errors: str,
+              id_field: str | None = None):
     csv.field_size_limit(1 << 30)   # a 10 MB review is one field; the text policy clips it later
-    stream = io.TextIOWrapper(f, encoding="utf-8-sig", errors=errors, newline="")
+    # strict decoding keeps undecodable bytes as surrogates, so the row that holds one is named
+    stream = io.TextIOWrapper(f, encoding="utf-8-sig", newline="",
+                              errors="surrogateescape" if errors == "strict" else errors)
     # strict: a quote that is never closed, or text after a closing quote, is an error instead of
     # a field that silently swallows the rows after it
     reader = csv.reader(stream, strict=True)
     try:
-        yield from _csv_rows(reader, name, text_field, label_field)
-    except UnicodeDecodeError:
-        raise ClassifierError(f"{name}, near line {reader.line_num + 1}: invalid UTF-8; "
-                              "convert the file to UTF-8 or pass --errors replace") from None
+        yield from _csv_rows(reader, name, text_field, label_field, id_field)
     finally:
         stream.detach()   # leave stdin's buffer open
 
 
-def _csv_rows(reader, name: str, text_field: str, label_field: str | None) -> Iterator[Record]:
+def _csv_rows(reader, name: str, text_field: str, label_field: str | None, id_field: str | None):
     start = 1
     try:
         header = next(reader, None)
         if header is None:
             return
+        if any(UNDECODABLE.search(h) for h in header):
+            raise ClassifierError(f"{name}, line 1: invalid UTF-8 in the header; convert the file to UTF-8")
         text_col = _column(header, text_field, name, "--text-column")
         label_col = _column(header, label_field, name, "--label-column") if label_field is not None else None
+        id_col = _column(header, id_field, name, "--id-column") if id_field is not None else None
         start = reader.line_num + 1
         for row in reader:
             if not row:   # a blank line: an empty record, never dropped
-                if label_col is not None:
-                    raise ClassifierError(f"{name}, line {start}: empty row where a labelled review was expected")
-                yield Record("", None, name, start)
+                if label_col is not None or id_col is not None:
+                    yield name, start, RecordError("empty row where a record with a label or id was expected")
+                else:
+                    yield Record("", None, name, start)
+            elif len(row) != len(header):
+                yield name, start, RecordError(f"{len(row)} fields but the header has {len(header)}; "
+                                               "quote texts that contain commas")
+            elif any(UNDECODABLE.search(c) for c in row):
+                yield name, start, RecordError("invalid UTF-8; convert the file to UTF-8 or pass --errors replace")
             else:
-                if len(row) != len(header):
-                    raise ClassifierError(f"{name}, line {start}: {len(row)} fields but the header has "
-                                          f"{len(header)}; quote texts that contain commas")
-                yield Record(row[text_col], row[label_col] if label_col is not None else None, name, start)
+                yield Record(row[text_col], row[label_col] if label_col is not None else None, name, start,
+                             key=row[id_col] if id_col is not None else None)
             start = reader.line_num + 1
     except csv.Error as e:
         raise ClassifierError(_csv_error(e, name, start, reader.line_num)) from None
@@ -190,3 +306,45 @@ def _column(header: list[str], field: str, name: str, flag: str) -> int:
         return header.index(field)
     except ValueError:
         raise ClassifierError(f"{name}: no column {field!r} in the header {header}; choose one with {flag}") from None
+
+
+PARQUET_BATCH = 4096
+
+
+def _read_parquet(source: str, text_field: str, label_field: str | None, on_error: str,
+                  id_field: str | None = None) -> Iterator[Record]:
+    """Rows of a Parquet file, read a batch at a time (pyarrow: installed with the [ray] extra)."""
+    if source == STDIN:
+        raise ClassifierError("Parquet cannot be read from stdin; give the file")
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ClassifierError(f"{source}: reading Parquet needs pyarrow: pip install 'review-classifier[ray]'") from None
+    try:
+        pf = pq.ParquetFile(source)
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError on a file that is not Parquet
+        raise ClassifierError(f"cannot read input {source}: not a Parquet file ({e})") from None
+    names = pf.schema_arrow.names
+    wanted = {"text": text_field, "label": label_field, "id": id_field}
+    flags = {"text": "--text-column", "label": "--label-column", "id": "--id-column"}
+    wanted = {k: names[_column(names, v, source, flags[k])] for k, v in wanted.items() if v is not None}
+    row = 0
+    for batch in pf.iter_batches(batch_size=PARQUET_BATCH, columns=sorted(set(wanted.values()))):
+        cols = {k: batch.column(v).to_pylist() for k, v in wanted.items()}
+        for i, text in enumerate(cols["text"]):
+            row += 1
+            label, key = (cols[k][i] if k in cols else None for k in ("label", "id"))
+            problem = None
+            if not isinstance(text, str):
+                problem = f"the {text_field!r} value is {'null' if text is None else type(text).__name__}, not text"
+            elif label_field is not None and label is None:
+                problem = f"the {label_field!r} value is null"
+            elif id_field is not None and key is None:
+                problem = f"the {id_field!r} value is null"
+            if problem is None:
+                yield Record(text, None if label is None else str(label), source, row, unit="row",
+                             key=None if key is None else str(key))
+            elif on_error == "stop":
+                raise ClassifierError(f"{source}, row {row}: {problem}")
+            else:
+                yield Record("", None, source, row, error=problem, unit="row")
