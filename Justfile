@@ -102,6 +102,10 @@ bench-compress *ARGS:
 bench-edge *ARGS:
     python -m benchmarks.bench_edge {{ARGS}}
 
+# Benchmark: one-process edge-classify vs --engine ray (1 actor, N actors) on 20,000 IMDB test reviews -> results/bench_scale_<cpu>.json
+bench-scale *ARGS:
+    python -m benchmarks.bench_scale {{ARGS}}
+
 # Where an int8 bundle's time goes: per-operator shares, int8 product rate, attention core share -> results/profile_edge.json
 profile-edge *ARGS:
     python -m benchmarks.profile_edge {{ARGS}}

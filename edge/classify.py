@@ -69,7 +69,7 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
         raise ClassifierError(f"--empty must be one of {EMPTY_POLICIES}, got {empty!r}")
     summary = start or Summary()
     restart_every, scored = clf.restart_every, 0
-    label_map = _label_map(clf.labels) if evaluate else None
+    label_map = _label_map(clf.labels, clf.manifest.data.get("label_aliases")) if evaluate else None
     if evaluate:
         summary.confusion = np.zeros((clf.num_labels, clf.num_labels), dtype=np.int64)
     pending: collections.deque[Record | None] = collections.deque()
@@ -136,9 +136,10 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
     return summary
 
 
-def _label_map(labels: list[str]) -> LabelMap:
-    """The bundle's labels, plus the usual IMDB aliases (0/1, neg/pos) where they fit."""
-    return LabelMap(names=tuple(labels), aliases=default_aliases_for(labels))
+def _label_map(labels: list[str], aliases: dict | None = None) -> LabelMap:
+    """The bundle's labels with the aliases its training data used (the manifest's); for a
+    bundle that does not record them, the usual IMDB aliases (0/1, neg/pos) where they fit."""
+    return LabelMap(names=tuple(labels), aliases=default_aliases_for(labels) if aliases is None else dict(aliases))
 
 
 def _progress_bar():

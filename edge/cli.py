@@ -20,8 +20,8 @@ from typing import Annotated, Optional
 import click
 
 from review_classifier.edge.output import OUTPUT_FORMATS, Formatter
-from review_classifier.edge.records import (DEFAULT_LABEL_FIELD, INPUT_FORMATS, ON_ERROR, STDIN, expand_sources,
-                                            format_of, read_records)
+from review_classifier.edge.records import (DEFAULT, INPUT_FORMATS, ON_ERROR, STDIN, expand_sources, format_of,
+                                            read_records)
 from review_classifier.shared.atomic import atomic_path
 from review_classifier.shared.errors import BundleError, ClassifierError
 
@@ -31,9 +31,9 @@ HELP = f"""Score reviews offline with a model bundle; one output line per input 
 
 Reads FILE(s) in order (a folder: the files below it; a glob: its matches), or stdin when no
 FILE or FILE is '-'. Input (--input-format, default auto: by file name, stdin as lines): one
-text per line (lines); CSV with a header (csv, *.csv, text in --text-column, default 'review');
-JSONL objects (jsonl, *.jsonl, text in --text-field, default 'text'); Parquet (parquet,
-*.parquet, needs the [ray] extra). UTF-8 with or without BOM, LF or CRLF; FILE.gz is gunzipped.
+text per line (lines); CSV with a header (csv, *.csv, text in --text-column, default: the
+bundle's training text column, else 'review'); JSONL objects (jsonl, *.jsonl, text in
+--text-field, default 'text'); Parquet (parquet, *.parquet, columns as CSV; needs the [ray] extra). UTF-8 with or without BOM, LF or CRLF; FILE.gz is gunzipped.
 
 Output (stdout, or --output FILE): tsv 'label<TAB>probability' without a header (default);
 csv with a header; jsonl objects. --top-k K adds the next K-1 labels. --output FILE appears
@@ -56,8 +56,9 @@ Empty or whitespace-only texts: with --empty mark (default) each gets a record w
 label and an empty probability (null in JSONL), in place, plus a count on stderr; with
 --empty error the first one stops the run, naming its line. Blank lines count as empty texts.
 
---eval: the input must carry labels (CSV --label-column, default 'sentiment'; JSONL
---label-field, default 'label'; label names or aliases such as 0/1, neg/pos). Prints
+--eval: the input must carry labels (CSV/Parquet --label-column, default: the bundle's training
+label column, else 'sentiment'; JSONL --label-field, default 'label'; label names, or the
+aliases the bundle's training data used, such as 0/1 and neg/pos for IMDB). Prints
 accuracy, macro F1, per-class scores and the confusion matrix on stdout; predictions are then
 written only with --output. Empty texts are left out of the metrics.
 
@@ -183,9 +184,11 @@ def check_output_path(path: Path, flag: str = "--output") -> None:
 @click.option("--input-format", default="auto", show_default=True,
               help="auto (by file name: .csv, .jsonl, .parquet, else lines), lines, csv, jsonl or parquet")
 @click.option("--text-column", "--text-field", "text_field", default=None,
-              help="Column (csv) or field (jsonl) holding the text [default: review / text]")
+              help="Column (csv, parquet) or field (jsonl) holding the text [default: the bundle's training "
+                   "column (csv, parquet), else review / text]")
 @click.option("--label-column", "--label-field", "label_field", default=None,
-              help="Column/field holding the true label, for --eval [default: sentiment / label]")
+              help="Column/field holding the true label, for --eval [default: the bundle's training column "
+                   "(csv, parquet), else sentiment / label]")
 @click.option("--format", "output_format", default=None,
               help="tsv (the default), csv or jsonl; with --engine ray parquet (its default) or jsonl")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
@@ -205,12 +208,13 @@ def check_output_path(path: Path, flag: str = "--output") -> None:
               help="With --eval: also write the report as JSON here (atomically)")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="onnxruntime threads [default: the CPUs this process may use; with --engine ray 1 per actor]")
+              help="onnxruntime threads [default: the CPUs this process may use; with --engine ray, per actor: "
+                   "the CPUs of the smallest node]")
 @click.option("--engine", default="local", show_default=True,
               help="local (this process) or ray (Ray Data: a local cluster, or --address)")
 @click.option("--address", default=None, help="--engine ray: a running Ray cluster to join (e.g. ray://head:10001)")
 @click.option("--actors", type=click.IntRange(min=1), default=None,
-              help="--engine ray: scoring actors [default: the cluster's CPUs / --threads]")
+              help="--engine ray: scoring actors [default: the cluster's CPUs / --threads, one a machine]")
 @click.option("--id-column", "--id-field", "id_column", default=None,
               help="--engine ray: the column/field that identifies a record [default: source:line]")
 def app(files, model, info, **flags) -> None:
@@ -286,15 +290,13 @@ def _score(opts: ScoreOptions) -> None:
 
         result = score_with_ray(opts, bundle, say=_say)
         return _summarise(result, opts)
-    label_field = opts.label_field if opts.evaluate else None
-    if opts.evaluate and label_field is None:
-        label_field = DEFAULT_LABEL_FIELD[format_of(opts.sources[0], opts.input_format)]
+    label_field = (opts.label_field or DEFAULT) if opts.evaluate else None
     clf = EdgeClassifier(bundle, threads=opts.threads, batch_size=opts.batch_size)
     if opts.top_k > clf.num_labels:
         raise ClassifierError(f"--top-k {opts.top_k} is more than the bundle's {clf.num_labels} labels")
     formatter = Formatter(opts.output_format, clf.labels, opts.top_k)
     read = partial(read_records, opts.sources, opts.input_format, opts.text_field, label_field, opts.errors,
-                   opts.on_error)
+                   opts.on_error, columns=clf.manifest.data)
     run_records = partial(classify_records, clf=clf, formatter=formatter, empty=opts.empty,
                           evaluate=opts.evaluate, progress=sys.stderr.isatty())
     if opts.output is not None and opts.resumable and not opts.evaluate:

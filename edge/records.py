@@ -30,6 +30,7 @@ DEFAULT_TEXT_FIELD = {"csv": "review", "jsonl": "text", "parquet": "review"}
 DEFAULT_LABEL_FIELD = {"csv": "sentiment", "jsonl": "label", "parquet": "sentiment"}
 # auto: by file name (a trailing .gz is looked through); stdin and anything else: lines
 SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+DEFAULT = "\x00default"   # label_field: the format's (or the bundle's) default label column
 BOM = b"\xef\xbb\xbf"
 STDIN = "-"
 SURROGATE = re.compile("[\ud800-\udfff]")
@@ -93,9 +94,11 @@ def expand_sources(sources: Iterable[str]) -> list[str]:
 
 def read_records(sources: Iterable[str], input_format: str = "auto", text_field: str | None = None,
                  label_field: str | None = None, errors: str = "strict", on_error: str = "stop",
-                 skip: int = 0, id_field: str | None = None) -> Iterator[Record]:
+                 skip: int = 0, id_field: str | None = None, columns: dict | None = None) -> Iterator[Record]:
     """All records of all sources in order; `label_field` set means every record must have one,
-    and so does `id_field` (its value comes back as `Record.key`).
+    and so does `id_field` (its value comes back as `Record.key`). label_field=DEFAULT: each
+    format's default label field. `columns` ({"text_column", "label_column"}: a bundle's
+    training data) replaces the defaults for the tabular formats (CSV, Parquet).
 
     `skip`: leave out the first so many records (a resumed run); they are still read and
     checked, so a skipped bad record is counted exactly as it was the first time.
@@ -112,8 +115,12 @@ def read_records(sources: Iterable[str], input_format: str = "auto", text_field:
         if (label_field is not None or id_field is not None) and fmt == "lines":
             raise ClassifierError(f"{_name(source)}: {'labels' if label_field else 'an --id-column'} need CSV, "
                                   "JSONL or Parquet input (plain lines carry one text only; set --input-format)")
-        field = text_field or DEFAULT_TEXT_FIELD.get(fmt)
-        for rec in _read_source(source, fmt, field, label_field, errors, on_error, id_field):
+        table = (columns or {}) if fmt in ("csv", "parquet") else {}
+        field = text_field or table.get("text_column") or DEFAULT_TEXT_FIELD.get(fmt)
+        label = label_field
+        if label == DEFAULT:
+            label = table.get("label_column") or DEFAULT_LABEL_FIELD[fmt]
+        for rec in _read_source(source, fmt, field, label, errors, on_error, id_field):
             n += 1
             if n > skip:
                 yield rec

@@ -54,6 +54,9 @@ class Manifest:
     # {"temperature": T, ...}: probabilities are softmax(logits / T); shared.calibration's report
     calibration: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # the recipe's main settings (model card)
+    # the training data's layout, so that scoring and --eval read files as training did:
+    # {"text_column": ..., "label_column": ..., "label_aliases": {raw value: label}}
+    data: dict[str, Any] = field(default_factory=dict)
     model_file: str = MODEL_FILE
     tokenizer_file: str = TOKENIZER_FILE
     files: dict[str, str] = field(default_factory=dict)      # relative path -> sha256

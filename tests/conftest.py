@@ -56,13 +56,17 @@ def build_tiny_model(folder: Path, num_labels: int = 2, seed: int = 0, distilber
 
     torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(minilm_dir())
+    # named like a checkpoint trained on the default labels, so tests may use it as one
+    names = ["negative", "positive"] if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
+    heads = {"num_labels": num_labels, "id2label": dict(enumerate(names)),
+             "label2id": {n: i for i, n in enumerate(names)}}
     if distilbert:
         cfg = DistilBertConfig(vocab_size=tok.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                               max_position_embeddings=256, num_labels=num_labels)
+                               max_position_embeddings=256, **heads)
         model = DistilBertForSequenceClassification(cfg)
     else:
         cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=256, num_labels=num_labels)
+                         intermediate_size=64, max_position_embeddings=256, **heads)
         model = BertForSequenceClassification(cfg)
     model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)

@@ -109,7 +109,9 @@ def write_bundle(folder: Path, model_path: Path, tokenizer, cfg: TrainConfig, *,
         labels=labels, text_policy=cfg.text_policy.to_dict(), prefix_ids=prefix, suffix_ids=suffix,
         pad_id=pad_token_id(tokenizer), input_names=input_names, precision=precision, base_model=base_model,
         config_hash=cfg.config_hash(), data_fingerprint=data_fingerprint, metrics=metrics,
-        compression=compression, calibration=calibration or {})
+        compression=compression, calibration=calibration or {},
+        data={"text_column": cfg.text_column, "label_column": cfg.label_column,
+              "label_aliases": dict(cfg.label_map.aliases)})
     write_model_card(folder, manifest, cfg)
     return seal_bundle(folder, manifest)
 

@@ -24,14 +24,22 @@ def _config(recipe: str, overrides: list[str]):
     return load_config(recipe, overrides)
 
 
+RESTART = typer.Option(False, "--restart", help="Discard output_dir's checkpoint (last/) instead of resuming it")
+
+
 @app.command()
 def train(recipe: str = RECIPE, set_: list[str] = SET,
-          engine: str = typer.Option("", help="manual (hand-written loop) or trainer (HF Trainer)")) -> None:
-    """Fine-tune on the configured data, keep the best epoch, evaluate it on the test split."""
+          engine: str = typer.Option("", help="manual (hand-written loop) or trainer (HF Trainer)"),
+          restart: bool = RESTART) -> None:
+    """Fine-tune on the configured data, keep the best epoch, evaluate it on the test split.
+
+    An output_dir with a checkpoint (last/) resumes it when the config (but for epochs,
+    max_steps, patience and other fields that do not change the steps taken) and the data are
+    the same; otherwise it stops with one line. --restart discards the checkpoint."""
     from review_classifier.training.run import run_training
 
     cfg = _config(recipe, list(set_) + ([f"engine={engine}"] if engine else []))
-    results = run_training(cfg)
+    results = run_training(cfg, restart=restart)
     if results:
         typer.echo(f"test accuracy {results['test']['accuracy']:.4f}  macro F1 {results['test']['macro_f1']:.4f}  "
                    f"-> {cfg.output_dir}/results.json")
@@ -41,7 +49,8 @@ def train(recipe: str = RECIPE, set_: list[str] = SET,
 def pipeline(recipe: str = RECIPE, set_: list[str] = SET,
              out: str = typer.Option("", "--out", help="Bundle folder (default: <output_dir>/bundles)."),
              archive: bool = typer.Option(False, "--archive", help="Also write each bundle as one .tar.gz."),
-             install: bool = typer.Option(False, "--install", help="Install the int8 bundle where edge-classify looks by default.")) -> None:
+             install: bool = typer.Option(False, "--install", help="Install the int8 bundle where edge-classify looks by default."),
+             restart: bool = RESTART) -> None:
     """Train, evaluate, quantize (INT8), export to ONNX, verify, and write the model bundles."""
     from review_classifier.training.bundle_build import build_bundles
     from review_classifier.training.data import data_fingerprint, load_splits, reduce_reviews
@@ -49,7 +58,7 @@ def pipeline(recipe: str = RECIPE, set_: list[str] = SET,
     from review_classifier.training.run import run_training
 
     cfg = _config(recipe, list(set_))
-    results = run_training(cfg)
+    results = run_training(cfg, restart=restart)
     if dist_info()[0] != 0:
         return
     splits = load_splits(cfg)

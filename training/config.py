@@ -127,6 +127,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def resume_conflicts(self, saved: dict) -> list[str]:
+        """The fields that differ from a saved run's config and would mix two runs on resume."""
+        mine = self.to_dict()
+        return sorted(k for k in set(mine) | set(saved)
+                      if k not in RESUME_MAY_CHANGE and mine.get(k) != saved.get(k))
+
     def config_hash(self) -> str:
         """Hash of everything that shapes the model (not where its files go)."""
         d = self.to_dict()
@@ -138,6 +144,18 @@ class TrainConfig:
         from review_classifier.shared.atomic import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+# A run in output_dir resumes from last/ only when every other field is as it was (and the data
+# fingerprint too): these change how long it trains, what is logged, or what happens after
+# training (export, compression), never the steps already taken.
+RESUME_MAY_CHANGE = frozenset({
+    "epochs", "max_steps", "patience", "checkpoint_every", "eval_batch_size", "tensorboard",
+    "sample_predictions", "output_dir", "cache_dir", "test_data", "calib_samples", "quant_approach",
+    "quant_tolerance", "int8_agreement", "max_model_mb", "parity_atol", "verify_samples",
+    "prune_sparsity", "prune_epochs", "distill_layers", "distill_epochs", "distill_alpha",
+    "distill_temperature",
+})
 
 
 def _coerce(name: str, value: Any, tp: Any) -> Any:

@@ -442,8 +442,13 @@ def tokenize_splits(splits: dict[str, Reviews], tokenizer, cfg: TrainConfig):
             cached = datasets.load_from_disk(str(folder))
             if set(cached) == set(splits):
                 return cached
-        except (OSError, ValueError, FileNotFoundError) as e:
-            log.warning("tokenised cache %s unreadable (%s); rebuilding it", folder, e)
+            why = f"splits {sorted(cached)}, not {sorted(splits)}"
+        except Exception as e:  # datasets/arrow raise many types for a damaged folder
+            why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        log.warning("tokenised cache %s unusable (%s); rebuilding it", folder, why)
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)   # or the bad folder would be loaded again below
 
     prefix, suffix = special_ids(tokenizer)
     n_special = len(prefix) + len(suffix)

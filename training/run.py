@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.metrics import classification_report, format_confusion
 from review_classifier.shared.provenance import provenance
 from review_classifier.training.config import TrainConfig
@@ -25,19 +26,26 @@ from review_classifier.training.plots import plot_confusion, plot_curves, step_s
 log = log_rank0
 
 
-def run_training(cfg: TrainConfig) -> dict:
-    """Train and test one model as configured; returns the results dict (also in results.json)."""
+def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
+    """Train and test one model as configured; returns the results dict (also in results.json).
+
+    A checkpoint in output_dir/last is resumed only if it belongs to this run (`check_resume`);
+    `restart` discards it instead."""
     out = Path(cfg.output_dir)
     rank = dist_info()[0]
     device = setup_device()
     log(f"device: {device}" + ("" if device.type == "cuda" else " (no GPU found: running on the CPU)"))
+    splits = load_splits(cfg)
+    fingerprint = data_fingerprint(splits)
     if rank == 0:
+        check_resume(cfg, out, fingerprint, restart)
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
         log("config: " + json.dumps(cfg.to_dict(), sort_keys=True))
+    if dist_info()[1] > 1:
+        import torch.distributed as dist
 
-    splits = load_splits(cfg)
-    fingerprint = data_fingerprint(splits)
+        dist.barrier()   # every rank sees last/ as rank 0 left it
     tokenizer = load_tokenizer(cfg)
     tokenized = tokenize_splits(splits, tokenizer, cfg)
     report = dataset_report(splits, tokenized, cfg)
@@ -81,6 +89,34 @@ def run_training(cfg: TrainConfig) -> dict:
         plot_curves(result.history, out / "curves.png", step_scalars(out / "tb"))
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=float))
     return results
+
+
+def check_resume(cfg: TrainConfig, out: Path, fingerprint: str, restart: bool) -> None:
+    """Refuse to go on from out/last with another config or other data; `restart` removes it."""
+    import shutil
+
+    last = out / "last"
+    if not (last / "state.json").is_file():
+        return
+    if restart:
+        log(f"--restart: discarding the checkpoint {last}")
+        shutil.rmtree(last)
+        (out / "history.json").unlink(missing_ok=True)
+        return
+    hint = "use a new output_dir, or --restart to discard it"
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        saved_fingerprint = json.loads((out / "dataset_report.json").read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        raise ClassifierError(f"{last} has no readable config.json/dataset_report.json beside it, so it cannot "
+                              f"be checked against this run; {hint}") from None
+    conflicts = cfg.resume_conflicts(saved)
+    if conflicts:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k, None)!r}" for k in conflicts[:4])
+        raise ClassifierError(f"{last} is a checkpoint of another run ({shown}{', ...' if len(conflicts) > 4 else ''}); "
+                              f"{hint} (epochs, max_steps, patience and export settings may change on resume)")
+    if saved_fingerprint != fingerprint:
+        raise ClassifierError(f"{last} was trained on other data (fingerprint {saved_fingerprint} -> {fingerprint}); {hint}")
 
 
 def _cuda_name() -> str | None:

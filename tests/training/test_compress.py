@@ -101,3 +101,14 @@ def test_distill_model_produces_a_smaller_faster_student(four_layer_teacher, tmp
     assert 0.0 <= report["compressed"]["accuracy"] <= 1.0
     student = load_model(cfg, report["model_dir"])
     assert len(encoder_layers(student)) == 2
+
+
+def test_a_checkpoint_with_other_labels_is_refused_not_reheaded(tiny_model_dir, tmp_path):
+    from review_classifier.shared.errors import ClassifierError
+
+    swapped = compress_cfg(tiny_model_dir, tmp_path / "x", "labels=positive,negative")
+    with pytest.raises(ClassifierError, match=r"trained for labels \['negative', 'positive'\] \(in another order"):
+        load_model(swapped, str(tiny_model_dir))
+    three = compress_cfg(tiny_model_dir, tmp_path / "x", "labels=red,green,blue")
+    with pytest.raises(ClassifierError, match=r"\(2 labels, not 3 than the"):
+        prune_model(three, tiny_model_dir, None, tmp_path / "pruned")

@@ -449,3 +449,14 @@ def test_real_imdb_files(cfg):
     r = load_reviews(str(root / "test.csv.gz"), cfg)
     assert len(r) == 25_000 and Counter(r.labels) == {0: 12_500, 1: 12_500}
     assert len(np.unique(r.texts)) == 25_000 - 199
+
+
+def test_a_damaged_tokenised_cache_is_really_rebuilt(tmp_path, cfg, tokenizer):
+    splits = {"train": Reviews(["good", "bad film"], [1, 0], "mem"), "valid": Reviews(["fine"], [1], "mem")}
+    first = tokenize_splits(splits, tokenizer, cfg)
+    (entry,) = (Path(cfg.cache_dir) / "tokenized").iterdir()
+    for arrow in entry.rglob("*.arrow"):
+        arrow.write_bytes(b"not arrow at all")
+    again = tokenize_splits(splits, tokenizer, cfg)
+    assert again["train"]["input_ids"] == first["train"]["input_ids"]
+    assert tokenize_splits(splits, tokenizer, cfg)["valid"]["input_ids"] == first["valid"]["input_ids"]

@@ -215,3 +215,51 @@ def test_early_stopping_after_patience_epochs_without_gain(tiny_model_dir, tmp_p
     cfg = tiny_cfg(tiny_model_dir, tmp_path, "epochs=6", "patience=2", "lr=1e-12")
     result = fit(cfg, load_model(cfg), tokenized, tmp_path, tokenizer=tok, log=lambda m: None)
     assert result.stopped_early and result.epochs_run == 3
+
+
+def test_a_max_steps_stop_resumes_mid_epoch_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
+    tokenized, tok = toy_tokenized(tiny_model_dir, n_train=160, n_valid=32)   # 10 batches an epoch
+    quiet = []
+    whole = tiny_cfg(tiny_model_dir, tmp_path / "whole", "epochs=2", "checkpoint_every=0")
+    ref = fit(whole, load_model(whole), tokenized, tmp_path / "whole", tokenizer=tok, log=lambda m: None)
+    out = tmp_path / "cut"
+    first = tiny_cfg(tiny_model_dir, out, "epochs=2", "max_steps=4", "checkpoint_every=0")
+    part = fit(first, load_model(first), tokenized, out, tokenizer=tok, log=lambda m: None)
+    assert part.history[-1]["partial_epoch"] == "4/10 batches"
+    assert json.loads((out / "last" / "state.json").read_text())["epoch"] == 0   # the epoch is not over
+    again = tiny_cfg(tiny_model_dir, out, "epochs=2", "checkpoint_every=0")
+    rest = fit(again, load_model(again), tokenized, out, tokenizer=tok, log=quiet.append)
+    assert any("resuming from" in m and "epoch 1, batch 4, step 4" in m for m in quiet)
+    assert [r["step"] for r in rest.history] == [4, 10, 20]           # nothing skipped, nothing repeated
+    assert rest.history[-1]["valid_macro_f1"] == pytest.approx(ref.history[-1]["valid_macro_f1"], abs=1e-6)
+    same = tiny_cfg(tiny_model_dir, out, "epochs=2", "checkpoint_every=0")   # a third run: nothing left
+    quiet.clear()
+    assert fit(same, load_model(same), tokenized, out, tokenizer=tok, log=quiet.append).history == rest.history
+
+
+def test_early_stopping_is_remembered_across_a_restart(tiny_model_dir, tmp_path):
+    tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=32)
+    cfg = tiny_cfg(tiny_model_dir, tmp_path, "epochs=6", "patience=2", "lr=1e-12")
+    first = fit(cfg, load_model(cfg), tokenized, tmp_path, tokenizer=tok, log=lambda m: None)
+    assert first.stopped_early and first.epochs_run == 3
+    said = []
+    second = fit(cfg, load_model(cfg), tokenized, tmp_path, tokenizer=tok, log=said.append)
+    assert second.stopped_early and second.history == first.history
+    assert any("already stopped early" in m for m in said)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from review_classifier.shared.errors import ClassifierError
+
+    tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=32)
+    cfg = tiny_cfg(tiny_model_dir, tmp_path, "epochs=1")
+    fit(cfg, load_model(cfg), tokenized, tmp_path, tokenizer=tok, log=lambda m: None)
+    weights = tmp_path / "last" / "model.safetensors"
+    tensors = load_file(str(weights))
+    tensors.pop("classifier.weight")
+    save_file(tensors, str(weights))
+    cfg2 = tiny_cfg(tiny_model_dir, tmp_path, "epochs=2")
+    with pytest.raises(ClassifierError, match="does not fit this model .*Missing key.*classifier.weight"):
+        fit(cfg2, load_model(cfg2), tokenized, tmp_path, tokenizer=tok, log=lambda m: None)

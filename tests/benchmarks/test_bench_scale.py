@@ -1,0 +1,31 @@
+"""benchmarks.bench_scale on a tiny bundle and a few reviews: every variant runs and agrees."""
+import csv
+import gzip
+import json
+
+import pytest
+
+pytest.importorskip("ray")
+
+from benchmarks import bench_scale  # noqa: E402
+
+
+def test_bench_scale_measures_each_engine_and_compares_labels(tiny, tmp_path):
+    data = tmp_path / "test.csv.gz"
+    with gzip.open(data, "wt", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "sentiment"])
+        w.writerows([f"review {i} was {'good' if i % 2 else 'bad'} " * (1 + i % 5), "x"] for i in range(48))
+    out = tmp_path / "scale.json"
+    bench_scale.main(["--n", "40", "--small", "8", "--bundle", str(tiny[0]), "--data", str(data), "--out", str(out)])
+    result = json.loads(out.read_text())
+    rows = result["results"]
+    assert set(rows) == {"local", "ray_1_actor", f"ray_{result['cpus']}_actors"}
+    for name, row in rows.items():
+        assert row["label_agreement_with_local"] == 1.0, name
+        assert row["seconds"] > 0 and row["startup_seconds"] > 0 and row["peak_pss_mb"] > 20
+        assert len(row["runs"]["full"]) == 1
+    assert rows["local"]["started_rate_vs_local"] in (1.0, None)   # None: too few reviews to tell start-up apart
+    stages = result["stages"]
+    assert stages["reviews"] == 40 and stages["read_reviews_per_s"] > stages["score_reviews_per_s_one_thread"]
+    assert result["provenance"]["machine"]["isa"] is not None
