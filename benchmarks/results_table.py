@@ -349,8 +349,9 @@ def scale_section(r: Path) -> list[str]:
             out.append(f"| {name} | `{d['variants'][name]}` | {row['startup_seconds']} | {row['reviews_per_s_started']} | "
                        f"{'' if ratio is None else f'{ratio:.2f}x'} | {row['reviews_per_s_overall']} | "
                        f"{row['peak_pss_mb']:.0f} MB |")
-        goal = "met" if d["goal_met"] else "not met"
-        out += ["", f"Goal ({d['goal']}): {goal}."]
+        verdicts = [f"{name} {'meets' if (row['started_rate_vs_local'] or 0) >= 0.9 else 'misses'} it "
+                    f"({row['started_rate_vs_local']}x)" for name, row in d["results"].items() if name != "local"]
+        out += ["", f"Goal ({d['goal']}): {'; '.join(verdicts)}."]
         st = d.get("stages")
         if st:
             out += ["", f"Per stage, one core: reading+parsing CSV {st['read_reviews_per_s']:,.0f} reviews/s "

@@ -328,8 +328,8 @@ def _score_resumable(opts: ScoreOptions, clf, read, run_records):
     out = ResumableOutput(opts.output, opts.rejects, identity, opts.resume, say=_say)
     if out.done:
         return None
-    start = Summary.from_counters(out.counters)
     try:
+        start = Summary.from_counters(out.counters)
         summary = run_records(read(skip=start.records), out=out, start=start, write_header=out.fresh,
                               rejects=out.reject if opts.rejects else None,
                               checkpoint=lambda s: out.maybe_checkpoint(s.counters()))

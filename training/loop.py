@@ -270,7 +270,8 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler) -> _State
     try:   # strict: a checkpoint of another architecture or head is refused, not half-loaded
         _unwrap(model).load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
     except RuntimeError as e:
-        raise ClassifierError(f"{folder} does not fit this model ({str(e).splitlines()[0]}); "
+        detail = " ".join(line.strip() for line in str(e).splitlines()[1:3] if line.strip())   # the keys
+        raise ClassifierError(f"{folder} does not fit this model ({detail[:300]}); "
                               "use a new output_dir, or --restart to discard it") from None
     blob = torch.load(folder / "training_state.pt", weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
@@ -353,11 +354,13 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
     probe_idx = np.random.default_rng(cfg.seed).permutation(len(train))[:2000]
     train_probe = train.select(sorted(probe_idx.tolist()))
     t_start, seen = time.perf_counter(), 0
-    if state.stopped_early:
-        log(f"this run stopped early after epoch {state.epoch} (patience {cfg.patience}); nothing left to train")
+    done = state.stopped_early or bool(cfg.max_steps and state.global_step >= cfg.max_steps)
+    if done:
+        why = "stopped early" if state.stopped_early else f"reached max_steps={cfg.max_steps}"
+        log(f"this run already {why} at step {state.global_step}; nothing left to train")
     pad_to = cfg.max_length if cfg.pad_to_max else None
     fast_dropout = cfg.fast_dropout and device.type == "cpu"
-    for epoch in range(state.epoch, cfg.epochs if not state.stopped_early else state.epoch):
+    for epoch in range(state.epoch, state.epoch if done else cfg.epochs):
         if cfg.freeze_epochs:
             set_lower_frozen(_unwrap(model), cfg.freeze_layers, frozen=epoch < cfg.freeze_epochs)
         model.train()

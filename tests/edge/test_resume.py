@@ -101,10 +101,17 @@ def test_resume_refuses_another_run_and_continues_only_its_own(tiny, tmp_path):
 
 def test_a_changed_input_or_option_is_not_resumed(tiny, tmp_path):
     a = tmp_path / "a.txt"
-    a.write_text("".join(f"text {i}\n" for i in range(2000)))
+    a.write_text("".join(f"text {i}\n" for i in range(20_000)))
     out = tmp_path / "out.tsv"
     p = subprocess.Popen([EDGE_CLASSIFY, "-m", tiny[0], a, "-o", out], env=env(100), stderr=subprocess.PIPE)
-    while not (tmp_path / "out.tsv.partial.json").exists():
+    journal = tmp_path / "out.tsv.partial.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:                               # wait for a checkpoint past 0 records
+        try:
+            if json.loads(journal.read_text())["counters"]["records"] > 0:
+                break
+        except (OSError, ValueError):
+            pass
         time.sleep(0.01)
     p.send_signal(signal.SIGTERM)                                    # a polite stop keeps the partial too
     assert p.wait(timeout=60) == 143

@@ -454,9 +454,12 @@ def test_real_imdb_files(cfg):
 def test_a_damaged_tokenised_cache_is_really_rebuilt(tmp_path, cfg, tokenizer):
     splits = {"train": Reviews(["good", "bad film"], [1, 0], "mem"), "valid": Reviews(["fine"], [1], "mem")}
     first = tokenize_splits(splits, tokenizer, cfg)
+    expect = {k: [list(x) for x in first[k]["input_ids"]] for k in splits}   # read before the files go
+    assert expect["train"] and all(expect["train"])
+    del first
     (entry,) = (Path(cfg.cache_dir) / "tokenized").iterdir()
     for arrow in entry.rglob("*.arrow"):
         arrow.write_bytes(b"not arrow at all")
     again = tokenize_splits(splits, tokenizer, cfg)
-    assert again["train"]["input_ids"] == first["train"]["input_ids"]
-    assert tokenize_splits(splits, tokenizer, cfg)["valid"]["input_ids"] == first["valid"]["input_ids"]
+    assert [list(x) for x in again["train"]["input_ids"]] == expect["train"]
+    assert [list(x) for x in tokenize_splits(splits, tokenizer, cfg)["valid"]["input_ids"]] == expect["valid"]
