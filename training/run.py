@@ -95,12 +95,16 @@ def check_resume(cfg: TrainConfig, out: Path, fingerprint: str, restart: bool) -
     """Refuse to go on from out/last with another config or other data; `restart` removes it."""
     import shutil
 
-    last = out / "last"
-    if not (last / "state.json").is_file():
+    last = out / "last"   # the manual loop's checkpoint; the Trainer's are trainer/checkpoint-*
+    trainer_checkpoints = sorted((out / "trainer").glob("checkpoint-*")) if (out / "trainer").is_dir() else []
+    if not (last / "state.json").is_file() and not trainer_checkpoints:
         return
+    if not (last / "state.json").is_file():
+        last = trainer_checkpoints[-1]
     if restart:
-        log(f"--restart: discarding the checkpoint {last}")
-        shutil.rmtree(last)
+        log(f"--restart: discarding the checkpoints in {out}")
+        shutil.rmtree(out / "last", ignore_errors=True)
+        shutil.rmtree(out / "trainer", ignore_errors=True)
         (out / "history.json").unlink(missing_ok=True)
         return
     hint = "use a new output_dir, or --restart to discard it"

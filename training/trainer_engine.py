@@ -16,7 +16,18 @@ from review_classifier.training.metrics import accuracy_f1
 
 
 def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer, log=print) -> FitResult:
-    """Train with `transformers.Trainer`; best epoch by valid macro F1 saved to out_dir/best."""
+    """Train with `transformers.Trainer`; best epoch by valid macro F1 saved to out_dir/best.
+
+    Resumes from out_dir/trainer's last epoch checkpoint (run.check_resume has checked that it
+    belongs to this run). Freezing lower layers for the first epochs (freeze_epochs) is the
+    manual loop's and refused here. Step checkpoints (checkpoint_every) are the manual loop's
+    too: the Trainer saves at each epoch end, as its best-model bookkeeping saves and evaluates
+    on one schedule."""
+    from review_classifier.shared.errors import ClassifierError
+
+    if cfg.freeze_epochs:
+        raise ClassifierError(f"engine=trainer does not freeze layers (freeze_epochs={cfg.freeze_epochs}); "
+                              "use engine=manual, or freeze_epochs=0")
     from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
                               TrainingArguments)
 

@@ -81,3 +81,33 @@ def test_slim_install_scores_with_the_shipped_default_and_no_flags(slim_env, tmp
     info = subprocess.run([slim_env / "bin" / "edge-classify", "--info"], capture_output=True, text=True,
                           env=env, timeout=120, cwd=tmp_path)
     assert info.returncode == 0 and "(shipped default)" in info.stdout and "IMDB test set: accuracy" in info.stdout
+
+
+def test_the_ray_extra_pulls_in_no_torch_and_no_transformers():
+    """`pip install .[ray]`: walk the extra's requirements through the installed distributions
+    (markers and extras evaluated as pip would) and list everything it brings."""
+    from importlib import metadata
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[tuple[str, str]] = set()
+    todo = [(r, "ray") for r in metadata.requires("review-classifier") or []]
+    while todo:
+        line, extra = todo.pop()
+        req = Requirement(line)
+        if req.marker and not req.marker.evaluate({**default_environment(), "extra": extra or ""}):
+            continue
+        name = canonicalize_name(req.name)
+        for want in [""] + sorted(req.extras):
+            if (name, want) in seen:
+                continue
+            seen.add((name, want))
+            try:
+                todo += [(r, want) for r in metadata.requires(name) or []]
+            except metadata.PackageNotFoundError:
+                pass
+    names = {n for n, _ in seen}
+    assert {"ray", "pyarrow", "onnxruntime", "tokenizers"} <= names
+    assert not names & {"torch", "transformers", "datasets", "accelerate", "neural-compressor"}, sorted(names)

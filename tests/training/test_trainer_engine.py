@@ -52,3 +52,27 @@ def test_samples_per_second_leaves_out_the_evaluation(tiny_model_dir, tmp_path, 
                               tokenized, tok, tmp_path / "a")
     # 64 samples; the run took 2 s of evaluation on top of the training the rate counts
     assert 64 / result.samples_per_second < result.train_seconds - 1.9
+
+
+def test_the_trainer_refuses_freezing_and_resumes_only_its_own_run(tiny_model_dir, tmp_path, monkeypatch):
+    import pytest
+
+    from review_classifier.shared.errors import ClassifierError
+    from review_classifier.training.config import load_config
+    from review_classifier.training.run import run_training
+    from tests.conftest import write_toy_csv
+
+    monkeypatch.chdir(tmp_path)
+    tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=32)
+    frozen = tiny_cfg(tiny_model_dir, tmp_path / "f", "engine=trainer", "freeze_epochs=1")
+    with pytest.raises(ClassifierError, match="engine=trainer does not freeze layers"):
+        fit_with_trainer(frozen, load_model(frozen), tokenized, tmp_path / "f", tokenizer=tok)
+    data = write_toy_csv(tmp_path / "d.csv", 200, seed=4)
+    sets = [f"model={tiny_model_dir}", f"data={data}", f"output_dir={tmp_path / 'run'}", "engine=trainer",
+            "epochs=1", "max_length=48", "tensorboard=false", "precision=fp32", "reduce_ratio=1.0",
+            f"cache_dir={tmp_path / 'cache'}"]
+    run_training(load_config("tiny", sets))
+    assert list((tmp_path / "run" / "trainer").glob("checkpoint-*"))
+    with pytest.raises(ClassifierError, match=r"checkpoint-\d+ is a checkpoint of another run \(lr: "):
+        run_training(load_config("tiny", sets + ["lr=0.5"]))
+    assert run_training(load_config("tiny", sets + ["lr=0.5"]), restart=True)["engine"] == "trainer"
