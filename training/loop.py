@@ -347,7 +347,8 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
         state = load_checkpoint(last_dir, model, optimizer, scheduler, scaler)
         log(f"resuming from {last_dir}: epoch {state.epoch + 1}, batch {state.batch_in_epoch}, step {state.global_step}")
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
+        # frozen layers get no gradient in the first freeze_epochs: DDP must look for them
+        model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=cfg.freeze_epochs > 0)
     writer = SummaryWriter(str(out_dir / "tb")) if cfg.tensorboard and rank == 0 else None
 
     # Train accuracy/F1 each epoch on a fixed random sample (a full pass would double the cost).

@@ -122,3 +122,18 @@ def test_a_rerun_resumes_only_its_own_run(tiny_model_dir, toy_800, tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert last.startswith("train-classify: error: ") and "is a checkpoint of another run (lr: 0.1 -> 0.003)" in last
+
+
+def test_ddp_with_frozen_lower_layers_for_the_first_epoch(tiny_model_dir, toy_800, tmp_path):
+    """Freezing changes which parameters get gradients between epochs: DDP must be told."""
+    out = tmp_path / "ddp-freeze"
+    args = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", "-m",
+            "review_classifier.training.cli", "train", "--recipe", "tiny"]
+    for o in toy_overrides(tiny_model_dir, toy_800, out, "epochs=2", "freeze_epochs=1", "freeze_layers=1",
+                           "tensorboard=false"):
+        args += ["--set", o]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert [r["step"] for r in results["history"]] == [20, 40]
