@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from review_classifier.shared.atomic import atomic_path
+from review_classifier.shared.bundle import sha256_file
 from review_classifier.shared.errors import ClassifierError
 
 IMDB_ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -35,14 +36,6 @@ def archive_source() -> tuple[str, str]:
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise ClassifierError(f"IMDB_ARCHIVE_SHA256 must be 64 hex digits, got {sha!r}")
     return url, sha
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> Path:
@@ -78,7 +71,7 @@ def imdb_archive_dir(cache_dir: Path) -> Path:
     if root.is_dir():
         return root
     archive = home / "aclImdb_v1.tar.gz"
-    if archive.is_file() and file_sha256(archive) != sha:
+    if archive.is_file() and sha256_file(archive) != sha:
         archive.unlink()  # a file someone put there by hand that is not the expected archive
     if not archive.is_file():
         download(url, archive, sha)
