@@ -18,7 +18,6 @@ from review_classifier.shared.provenance import provenance
 from review_classifier.training.config import TrainConfig
 from review_classifier.training.data import data_fingerprint, dataset_report, format_report, load_splits, tokenize_splits
 from review_classifier.training.loop import dist_info, fit, log_rank0, predict, setup_device
-from review_classifier.training.metrics import accuracy_f1
 from review_classifier.training.model import load_model, load_tokenizer
 from review_classifier.training.plots import plot_confusion, plot_curves, step_scalars
 
@@ -66,8 +65,7 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
     best = load_model(cfg, path=str(result.best_dir)).to(device)
     logits, labels = predict(best, tokenized["test"], cfg, device, tokenizer.pad_token_id or 0, "test")
     preds = logits.argmax(-1)
-    test = {**accuracy_f1(preds, labels, cfg.num_labels),
-            **classification_report(labels.tolist(), preds.tolist(), cfg.labels)}
+    test = classification_report(labels.tolist(), preds.tolist(), cfg.labels)   # accuracy, macro F1, per class
     log(f"test: accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}  (n={len(labels)})")
     log(format_confusion(test["confusion_matrix"], cfg.labels))
     log(sample_predictions(splits["test"].texts, labels, logits, cfg))
