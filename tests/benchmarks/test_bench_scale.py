@@ -1,6 +1,4 @@
 """benchmarks.bench_scale on a tiny bundle and a few reviews: every variant runs and agrees."""
-import csv
-import gzip
 import json
 
 import pytest
@@ -8,17 +6,13 @@ import pytest
 pytest.importorskip("ray")
 
 from benchmarks import bench_scale  # noqa: E402
-from tests.edge.conftest import export_bundle  # noqa: E402
+from tests.benchmarks.helpers import tiny_bundle, write_reviews_gz  # noqa: E402
 
 
 def test_bench_scale_measures_each_engine_and_compares_labels(tmp_path):
-    bundle = tmp_path / "bundle"
-    export_bundle(bundle, ["negative", "positive"], ["input_ids", "attention_mask"])
-    data = tmp_path / "test.csv.gz"
-    with gzip.open(data, "wt", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["review", "sentiment"])
-        w.writerows([f"review {i} was {'good' if i % 2 else 'bad'} " * (1 + i % 5), "x"] for i in range(48))
+    bundle = tiny_bundle(tmp_path / "bundle")
+    data = write_reviews_gz(tmp_path / "test.csv.gz", [f"review {i} was {'good' if i % 2 else 'bad'} " * (1 + i % 5)
+                                                       for i in range(48)], label="x")
     out = tmp_path / "scale.json"
     bench_scale.main(["--n", "40", "--small", "8", "--bundle", str(bundle), "--data", str(data), "--out", str(out)])
     result = json.loads(out.read_text())

@@ -1,8 +1,6 @@
 """profile_edge: operator shares, the int8 product rate and the attention core's share from a profile."""
 from __future__ import annotations
 
-import csv
-import gzip
 import json
 
 import pytest
@@ -46,16 +44,11 @@ def test_summary_splits_qattention_into_projection_and_attention_core():
 
 
 def test_profiles_a_bundle_end_to_end(tmp_path):
-    from tests.edge.conftest import export_bundle
+    from tests.benchmarks.helpers import tiny_bundle, write_reviews_gz
 
-    bundle = tmp_path / "bundle"
-    export_bundle(bundle, ["negative", "positive"], ["input_ids", "attention_mask"])
-    data = tmp_path / "test.csv.gz"
-    with gzip.open(data, "wt", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["review", "sentiment"])
-        for i in range(12):
-            w.writerow([" ".join(["a long review of a film"] * (10 + i)), "positive"])
+    bundle = tiny_bundle(tmp_path / "bundle")
+    data = write_reviews_gz(tmp_path / "test.csv.gz", [" ".join(["a long review of a film"] * (10 + i))
+                                                       for i in range(12)])
     out = tmp_path / "profile.json"
     main(["--bundle", str(bundle), "--data", str(data), "--reviews", "4", "--warmup", "2", "--out", str(out)])
     d = json.loads(out.read_text())
