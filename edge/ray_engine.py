@@ -82,7 +82,7 @@ def score_with_ray(opts, bundle: Path, say) -> RaySummary:
         staging = opts.output.parent / f".{opts.output.name}.{uuid.uuid4().hex[:8]}.partial"
         opts.output.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _run_dataset(ray, opts, folder, manifest, staging, actors, threads)
+            _run_dataset(ray, opts, folder, manifest, staging, actors, threads, say)
             summary = _check_output(staging, opts)
             _write_rejects(staging, opts)
             (staging / "_SUCCESS").write_text(json.dumps({
@@ -122,7 +122,7 @@ def _start_ray(ray, address: str | None, cpus: int) -> None:
         raise ClassifierError(f"cannot start or join {where}: {_first_line(e)}") from None
 
 
-def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, threads: int) -> None:
+def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, threads: int, say) -> None:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -142,6 +142,9 @@ def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, 
         _Scorer, fn_constructor_kwargs={"bundle": bundle_ref, "threads": threads, "top_k": opts.top_k},
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, batch_size=RAY_BATCH,
         batch_format="pyarrow")
+    # Ray Data draws its progress bars on a terminal; for logs (stderr not a TTY) a plain line
+    # every PROGRESS_SECONDS with the rows in the files written so far
+    reporter = None if sys.stderr.isatty() else _ProgressLines(staging, opts.output_format, say)
     try:
         if opts.output_format == "jsonl":
             scored.write_json(str(staging))
@@ -149,6 +152,51 @@ def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, 
             scored.write_parquet(str(staging))
     except Exception as e:
         raise _user_error(e) from None
+    finally:
+        if reporter:
+            reporter.stop()
+
+
+PROGRESS_SECONDS = 10.0
+
+
+class _ProgressLines:
+    """A thread that says how many rows the finished output files hold, now and then."""
+
+    def __init__(self, staging: Path, fmt: str, say, every: float = PROGRESS_SECONDS):
+        import threading
+        import time
+
+        self.staging, self.fmt, self.say, self.every = staging, fmt, say, every
+        self._done = threading.Event()
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def rows(self) -> int:
+        import pyarrow.parquet as pq
+
+        total = 0
+        for p in list(self.staging.glob("*")) if self.staging.is_dir() else []:
+            try:
+                if self.fmt == "parquet" and p.suffix == ".parquet":
+                    total += pq.read_metadata(p).num_rows
+                elif self.fmt == "jsonl" and p.name.endswith((".json", ".jsonl")):
+                    with open(p, "rb") as f:
+                        total += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+            except Exception:  # a file still being written: counted next time
+                pass
+        return total
+
+    def _run(self) -> None:
+        import time
+
+        while not self._done.wait(self.every):
+            self.say(f"ray: {self.rows():,} records written so far ({time.monotonic() - self._start:.0f} s)")
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
 
 
 class _FileReader:

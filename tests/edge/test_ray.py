@@ -144,3 +144,17 @@ def test_a_failed_ray_run_leaves_no_output_folder(tiny, tmp_path):
     assert r.exit_code == 2 and "exists; --engine ray writes a new folder" in r.stderr
     r = cli("-m", tiny[0], "--engine", "ray", "--format", "csv", "-o", tmp_path / "o2", bad)
     assert r.exit_code == 2 and "writes --format parquet (the default) or jsonl" in r.stderr
+
+
+def test_progress_lines_count_the_rows_written_so_far(tmp_path, monkeypatch):
+    from review_classifier.edge import ray_engine
+
+    said = []
+    pq.write_table(pa.table({"id": ["a", "b", "c"]}), tmp_path / "x.parquet")
+    (tmp_path / "half.parquet").write_bytes(b"PAR1 not finished")         # still being written
+    reporter = ray_engine._ProgressLines(tmp_path, "parquet", said.append, every=0.05)
+    time.sleep(0.3)
+    reporter.stop()
+    assert said and all(line.startswith("ray: 3 records written so far (") for line in said)
+    (tmp_path / "y.json").write_text('{"a": 1}\n{"a": 2}\n')
+    assert ray_engine._ProgressLines(tmp_path, "jsonl", said.append, every=60).rows() == 2
