@@ -41,7 +41,7 @@ def three_run(tiny_model_dir, tmp_path_factory):
     data, test = write_three(root / "three.csv", 900, seed=1), write_three(root / "held_out.csv", 150, seed=2)
     out = root / "run"
     sets = [f"model={tiny_model_dir}", f"data={data}", "labels=red,green,blue", "text_column=text",
-            "label_column=label", f"output_dir={out}", f"cache_dir={root / 'cache'}", "epochs=6", "lr=3e-3", "patience=0",
+            "label_column=label", f"output_dir={out}", f"cache_dir={root / 'cache'}", "epochs=8", "lr=1e-3", "patience=0",
             "reduce_ratio=1.0", "precision=fp32", "tensorboard=false", "int8_agreement=0.9"]
     r = run_cli("pipeline", "--recipe", "tiny", *[f"--set={s}" for s in sets])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
