@@ -446,9 +446,12 @@ def tokenize_splits(splits: dict[str, Reviews], tokenizer, cfg: TrainConfig):
         except Exception as e:  # datasets/arrow raise many types for a damaged folder
             why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         log.warning("tokenised cache %s unusable (%s); rebuilding it", folder, why)
-        import shutil
+        # removed, or the bad folder would be loaded again below; not under DDP, where another
+        # rank may be reading or replacing the same folder at this moment
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            import shutil
 
-        shutil.rmtree(folder, ignore_errors=True)   # or the bad folder would be loaded again below
+            shutil.rmtree(folder, ignore_errors=True)
 
     prefix, suffix = special_ids(tokenizer)
     n_special = len(prefix) + len(suffix)
