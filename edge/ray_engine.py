@@ -37,7 +37,6 @@ from review_classifier.shared.errors import BundleError, ClassifierError
 
 RAY_BATCH = 256        # records an actor scores per call
 BLOCK_BYTES = 2 << 20
-ROW_FIELDS = ("id", "source", "line", "text", "error")
 
 
 @dataclass
@@ -351,6 +350,3 @@ def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use edge-classify --engine ray")
