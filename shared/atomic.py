@@ -35,6 +35,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def recover_interrupted(path: str | os.PathLike) -> bool:
+    """Undo what a process killed inside `atomic_path(path)` left: its temporary folders, and
+    (killed between moving the old folder aside and the new one in) `path` missing with its
+    previous version at `.<name>.old`, which is put back. Call it only where no other process
+    may be writing `path`. Returns whether a previous version was put back."""
+    final = Path(path)
+    for tmp in final.parent.glob(f".{final.name}.*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    old = final.with_name(f".{final.name}.old")
+    if old.is_dir() and not final.exists():
+        os.replace(old, final)
+        return True
+    shutil.rmtree(old, ignore_errors=True)
+    return False
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

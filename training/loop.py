@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from review_classifier.shared.atomic import atomic_path
+from review_classifier.shared.atomic import atomic_path, recover_interrupted
 from review_classifier.training.config import TrainConfig
 from review_classifier.training.fast_dropout import fast_dropout_mode
 from review_classifier.training.metrics import accuracy_f1
@@ -55,6 +55,8 @@ class _State:
     bad_epochs: int = 0
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False   # a rerun after early stopping trains no further
+    loss_sum: float = 0.0         # the epoch's training loss so far, so a resumed epoch
+    loss_batches: int = 0         # reports the mean over all its batches
 
 
 # ---------------------------------------------------------------- process and device set-up
@@ -343,6 +345,12 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
 
     state = _State()
     last_dir, best_dir = out_dir / "last", out_dir / "best"
+    if rank == 0:   # a run killed while writing a checkpoint: its previous version, not a fresh start
+        for folder in (last_dir, best_dir):
+            if recover_interrupted(folder):
+                log(f"{folder}: put back the previous version (a run was stopped while replacing it)")
+    if world > 1:
+        dist.barrier()
     if (last_dir / "state.json").is_file():
         state = load_checkpoint(last_dir, model, optimizer, scheduler, scaler)
         log(f"resuming from {last_dir}: epoch {state.epoch + 1}, batch {state.batch_in_epoch}, step {state.global_step}")
@@ -368,7 +376,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
         batches = length_grouped_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length, rank, world)
         skip = state.batch_in_epoch
         bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=_quiet())
-        preds, golds, loss_sum, loss_n = [], [], 0.0, 0
+        loss_sum, loss_n = (state.loss_sum, state.loss_batches) if skip else (0.0, 0)
         t_epoch, seen_epoch = time.perf_counter(), 0
         optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(iterate_batches(train, batches[skip:], pad_id, pad_to, tt), start=skip):
@@ -395,6 +403,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
                 state.global_step += 1
             loss_sum += loss.item() * cfg.grad_accum
             loss_n += 1
+            state.loss_sum, state.loss_batches = loss_sum, loss_n
             seen += len(labels)
             seen_epoch += len(labels)
             state.batch_in_epoch = i + 1
@@ -444,7 +453,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
         elif not partial:   # patience counts whole epochs
             state.bad_epochs += 1
         if not partial:
-            state.epoch, state.batch_in_epoch = epoch + 1, 0
+            state.epoch, state.batch_in_epoch, state.loss_sum, state.loss_batches = epoch + 1, 0, 0.0, 0
         if cfg.patience and state.bad_epochs >= cfg.patience:
             state.stopped_early = True
         if rank == 0:

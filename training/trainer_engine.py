@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from review_classifier.training.config import TrainConfig
 from review_classifier.training.fast_dropout import fast_dropout_mode
@@ -18,18 +20,17 @@ from review_classifier.training.metrics import accuracy_f1
 def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer, log=print) -> FitResult:
     """Train with `transformers.Trainer`; best epoch by valid macro F1 saved to out_dir/best.
 
-    Resumes from out_dir/trainer's last epoch checkpoint (run.check_resume has checked that it
-    belongs to this run). Freezing lower layers for the first epochs (freeze_epochs) is the
-    manual loop's and refused here. Step checkpoints (checkpoint_every) are the manual loop's
-    too: the Trainer saves at each epoch end, as its best-model bookkeeping saves and evaluates
-    on one schedule."""
+    Checkpoints go to out_dir/trainer every `checkpoint_every` optimizer steps and at each
+    epoch end; a rerun resumes from the newest (run.check_resume has checked that it belongs
+    to this run), early-stopping patience included. The best epoch's weights are written to
+    out_dir/best when it is evaluated, so no checkpoint has to be kept for it. Freezing lower
+    layers for the first epochs (freeze_epochs) is the manual loop's and refused here."""
     from review_classifier.shared.errors import ClassifierError
 
     if cfg.freeze_epochs:
         raise ClassifierError(f"engine=trainer does not freeze layers (freeze_epochs={cfg.freeze_epochs}); "
                               "use engine=manual, or freeze_epochs=0")
-    from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
-                              TrainingArguments)
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     out_dir = Path(out_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -49,6 +50,12 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
             loss = loss_of(outputs.logits, labels)
             return (loss, outputs) if return_outputs else loss
 
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                return _EpochSeededLengthGroupedSampler(sampler, cfg.seed)
+            return sampler   # RandomSampler: accelerate's seedable sampler is seeded per epoch already
+
     def metrics(pred) -> dict:
         return accuracy_f1(np.argmax(pred.predictions, -1), pred.label_ids, cfg.num_labels)
 
@@ -62,14 +69,16 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
         per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr, weight_decay=cfg.weight_decay, num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1, max_grad_norm=cfg.max_grad_norm, bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
-        use_cpu=not torch.cuda.is_available(), eval_strategy="epoch", save_strategy="epoch",
-        save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="macro_f1",
-        greater_is_better=True, group_by_length=cfg.group_by_length, length_column_name="length",
+        use_cpu=not torch.cuda.is_available(), eval_strategy="epoch",
+        save_strategy="steps" if cfg.checkpoint_every else "epoch", save_steps=cfg.checkpoint_every or 500,
+        save_total_limit=2, metric_for_best_model="macro_f1", greater_is_better=True,
+        restore_callback_states_from_checkpoint=True, group_by_length=cfg.group_by_length, length_column_name="length",
         seed=cfg.seed, report_to=["tensorboard"] if cfg.tensorboard else [], logging_dir=str(out_dir / "tb"),
         logging_steps=20, disable_tqdm=False, dataloader_num_workers=0, save_safetensors=True,
     )
     timer = _epoch_timer()
-    callbacks = [timer] + ([EarlyStoppingCallback(cfg.patience)] if cfg.patience else [])
+    best_dir = out_dir / "best"
+    callbacks = [timer, _BestSaver(best_dir, tokenizer)] + ([_Patience(cfg.patience)] if cfg.patience else [])
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8,
                                        padding="max_length" if cfg.pad_to_max else True,
                                        max_length=cfg.max_length if cfg.pad_to_max else None)
@@ -101,12 +110,53 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
             history.append({"epoch": e, "step": rec["step"], "train_loss": losses.get(e, out.training_loss),
                             "train_accuracy": None, "train_macro_f1": None,
                             "valid_accuracy": rec["eval_accuracy"], "valid_macro_f1": rec["eval_macro_f1"]})
-    save_model(trainer.model, tokenizer, out_dir / "best")
+    if not (best_dir / "config.json").is_file():   # stopped by max_steps before any evaluation
+        save_model(trainer.model, tokenizer, best_dir)
     best = max(history, key=lambda r: r["valid_macro_f1"]) if history else {}
     log(f"trainer: {len(history)} epoch(s), best valid macro F1 {best.get('valid_macro_f1', float('nan')):.4f}")
     return FitResult(best_metrics=best, history=history, best_dir=out_dir / "best", epochs_run=len(history),
                      train_seconds=seconds, samples_per_second=timer.samples_per_second(trainer, len(train)),
                      precision=precision.to_dict())
+
+
+class _BestSaver(TrainerCallback):
+    """Writes the model to `best_dir` whenever the valid macro F1 beats the best so far
+    (state.best_metric, which the Trainer updates after this and keeps in its checkpoints), and
+    asks for a checkpoint at every epoch end as well as every save_steps."""
+
+    def __init__(self, best_dir: Path, tokenizer) -> None:
+        self.best_dir, self.tokenizer = best_dir, tokenizer
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_save = True
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        value = (metrics or {}).get("eval_macro_f1")
+        if value is not None and (state.best_metric is None or value > state.best_metric) \
+                and state.is_world_process_zero:
+            save_model(model, self.tokenizer, self.best_dir)
+
+
+class _EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """The Trainer's length-grouped order drawn from (seed, epoch) instead of the global RNG, so
+    a run resumed mid-epoch skips to the batches it would have seen (the Trainer restores the
+    RNG of the step it resumes at, which would shuffle the resumed epoch differently)."""
+
+    def __init__(self, sampler: LengthGroupedSampler, seed: int) -> None:
+        super().__init__(sampler.batch_size, lengths=sampler.lengths)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+class _Patience(EarlyStoppingCallback):
+    """EarlyStoppingCallback (its counter saved in checkpoints and restored on resume) without
+    its warning about load_best_model_at_end: _BestSaver keeps the best weights instead."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        pass
 
 
 def _epoch_timer():

@@ -209,6 +209,101 @@ def test_resume_after_kill(tiny_model_dir, tmp_path):
     assert steps == [80, 160]          # 640 / 8 batches per epoch: nothing repeated, nothing skipped
 
 
+KILL_SCRIPT = """
+import json, os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+import torch
+from tests.training.test_loop import toy_tokenized, tiny_cfg
+from review_classifier.training.loop import fit
+from review_classifier.training.model import load_model
+
+model_dir, out, kill = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+where, _, nth = kill.partition(":")
+calls = []
+
+def die_on(n):
+    calls.append(1)
+    if len(calls) == n:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if where == "write":      # inside the n-th checkpoint: weights written, training state not yet
+    save = torch.save
+    def killing_save(obj, f, *a, **k):
+        if ".last." in str(f):
+            die_on(int(nth))
+        return save(obj, f, *a, **k)
+    torch.save = killing_save
+elif where == "swap":     # the n-th checkpoint moved the old last/ aside, the new one not yet in
+    replace = os.replace
+    def killing_replace(src, dst):
+        if Path(dst).name == "last" and ".last." in str(src):
+            die_on(int(nth))
+        return replace(src, dst)
+    os.replace = killing_replace
+tokenized, tok = toy_tokenized(model_dir, n_train=320, n_valid=32)
+cfg = tiny_cfg(model_dir, out, "epochs=2", "checkpoint_every=3", "batch_size=8")
+res = fit(cfg, load_model(cfg), tokenized, out, tokenizer=tok, log=lambda m: print(m, flush=True))
+keep = ("epoch", "step", "train_loss", "train_accuracy", "valid_accuracy", "valid_macro_f1")
+print("DONE", json.dumps([{{k: r[k] for k in keep}} for r in res.history]), flush=True)
+"""
+
+
+def test_runs_killed_at_several_points_resume_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
+    """Killed inside a checkpoint write, between its two renames, and between steps (in the
+    second epoch), then run to the end: the same history and weights as a run never stopped."""
+    from safetensors.torch import load_file
+
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT.format(root=str(Path(__file__).resolve().parents[2])))
+
+    def run(out, kill="none", check=True):
+        done = subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(out), kill],
+                              capture_output=True, text=True, timeout=300)
+        if check:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    ref = run(tmp_path / "ref")
+    out = tmp_path / "cut"
+    state = out / "last" / "state.json"
+    first = run(out, "write:3", check=False)            # 40 batches an epoch, a checkpoint every 3 steps
+    assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
+    assert json.loads(state.read_text())["global_step"] == 6          # the checkpoint before the killed one
+    assert list(out.glob(".last.*.tmp"))                                # the killed write's leftovers
+    second = run(out, "swap:2", check=False)            # resumes at 6, dies moving in the one at 12
+    assert second.returncode == -signal.SIGKILL
+    assert "resuming from" in second.stdout and "step 6" in second.stdout
+    assert not (out / "last").exists() and (out / ".last.old" / "state.json").is_file()
+
+    proc = subprocess.Popen([sys.executable, str(script), str(tiny_model_dir), str(out), "none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["global_step"] >= 45:   # into epoch 2
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "run ended before it could be killed:\n" + proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    said = proc.communicate()[0]
+    assert "put back the previous version" in said and "step 9" in said    # .last.old (step 9) restored
+    killed_at = json.loads(state.read_text())
+    assert killed_at["epoch"] == 1 and killed_at["global_step"] >= 45
+
+    last = run(out)
+    assert f"epoch 2, batch {killed_at['batch_in_epoch']}, step {killed_at['global_step']}" in last.stdout
+    assert not list(out.glob(".last.*"))                                 # nothing left behind
+    history = json.loads(last.stdout.split("DONE", 1)[1])
+    expected = json.loads(ref.stdout.split("DONE", 1)[1])
+    assert [r["step"] for r in history] == [40, 80]
+    for got, want in zip(history, expected):
+        assert got == pytest.approx(want, abs=1e-6)
+    for name in ("best", "last"):
+        a = load_file(str(out / name / "model.safetensors"))
+        b = load_file(str(tmp_path / "ref" / name / "model.safetensors"))
+        assert max(float((a[k] - b[k]).abs().max()) for k in b) < 1e-6, name
+
+
 def test_early_stopping_after_patience_epochs_without_gain(tiny_model_dir, tmp_path):
     tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=32)
     # lr ~ 0: valid macro F1 cannot improve after the first epoch

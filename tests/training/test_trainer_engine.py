@@ -76,3 +76,63 @@ def test_the_trainer_refuses_freezing_and_resumes_only_its_own_run(tiny_model_di
     with pytest.raises(ClassifierError, match=r"checkpoint-\d+ is a checkpoint of another run \(lr: "):
         run_training(load_config("tiny", sets + ["lr=0.5"]))
     assert run_training(load_config("tiny", sets + ["lr=0.5"]), restart=True)["engine"] == "trainer"
+
+
+TRAINER_SCRIPT = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.training.test_loop import toy_tokenized, tiny_cfg
+from review_classifier.training.model import load_model
+from review_classifier.training.trainer_engine import fit_with_trainer
+model_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
+tokenized, tok = toy_tokenized(model_dir, n_train=320, n_valid=32)
+cfg = tiny_cfg(model_dir, out, "engine=trainer", "epochs=2", "checkpoint_every=3", "batch_size=8", "patience=2")
+res = fit_with_trainer(cfg, load_model(cfg), tokenized, out, tokenizer=tok, log=lambda m: print(m, flush=True))
+print("DONE", json.dumps([{{k: r[k] for k in ("epoch", "step", "valid_accuracy", "valid_macro_f1")}}
+                         for r in res.history]), flush=True)
+"""
+
+
+def test_the_trainer_checkpoints_every_n_steps_and_a_killed_run_resumes_to_the_same_result(tiny_model_dir, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import pytest
+    from safetensors.torch import load_file
+
+    script = tmp_path / "run.py"
+    script.write_text(TRAINER_SCRIPT.format(root=str(Path(__file__).resolve().parents[2])))
+    cmd = [sys.executable, str(script), str(tiny_model_dir)]
+    ref = subprocess.run(cmd + [str(tmp_path / "ref")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+    # every 3 steps and at each epoch end (40 steps an epoch); 2 kept, plus the best epoch's
+    kept = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "ref" / "trainer").glob("checkpoint-*"))
+    assert kept[-1] == 80 and (set(kept) - {40, 80}) <= {78} and len(kept) <= 3, kept
+
+    out = tmp_path / "cut"
+    proc = subprocess.Popen(cmd + [str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "trainer" / "checkpoint-45" / "trainer_state.json").is_file():   # epoch 2, after its evaluation
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "run ended before it could be killed:\n" + proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((out / "trainer" / "checkpoint-45" / "trainer_state.json").read_text())
+    assert state["best_metric"] is not None                     # epoch 1's F1, restored on resume
+    again = subprocess.run(cmd + [str(out)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    got = json.loads(again.stdout.split("DONE", 1)[1])
+    want = json.loads(ref.stdout.split("DONE", 1)[1])
+    assert [r["step"] for r in got] == [40, 80]
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, abs=1e-6)
+    a, b = load_file(str(out / "best" / "model.safetensors")), load_file(str(tmp_path / "ref" / "best" / "model.safetensors"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in b) < 1e-5
