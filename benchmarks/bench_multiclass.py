@@ -96,6 +96,18 @@ def _bin(name: str) -> str:
     return str(here) if here.exists() else name
 
 
+def training_summary(train_json: dict) -> dict:
+    """The run's epochs as its history recorded them (a rerun that resumes a finished run trains
+    for 0 s, so its own train_seconds would say nothing), and its PyTorch test figures."""
+    history = train_json.get("history") or []
+    return {"best_valid": train_json.get("best_valid"), "epochs": len(history),
+            "epoch_seconds": [h["epoch_seconds"] for h in history],
+            "samples_per_s": [h["samples_per_s"] for h in history],
+            "precision": (train_json.get("precision") or {}).get("used"),
+            "test_fp32_pytorch": {k: train_json["test"][k] for k in ("accuracy", "macro_f1")}
+            if "test" in train_json else None}
+
+
 def main(dataset: str = typer.Option("reuters8", help=f"One of {', '.join(DATASETS)}"),
          out: Path = typer.Option(None, "--out", help="Results JSON [default: results/multiclass_<dataset>.json]"),
          work: Path = typer.Option(None, "--work", help="Run folder [default: runs/<dataset>]"),
@@ -147,10 +159,7 @@ def main(dataset: str = typer.Option("reuters8", help=f"One of {', '.join(DATASE
                          "model": baseline["model"]},
         "same_splits": {"data_fingerprint": baseline["data_fingerprint"], "splits": baseline["splits"],
                         "training_run": train_json.get("data_fingerprint")},
-        "training": {**{k: train_json[k] for k in ("best_valid", "epochs_run", "stopped_early", "train_seconds",
-                                                    "train_samples_per_s", "precision") if k in train_json},
-                     "test_fp32_pytorch": {k: train_json["test"][k] for k in ("accuracy", "macro_f1")}
-                     if "test" in train_json else None},
+        "training": training_summary(train_json),
         "config": {"recipe": recipe, "overrides": overrides},
         "provenance": provenance({k: data_file(v) for k, v in csvs.items()},
                                  packages=("review-classifier", "torch", "transformers", "onnxruntime",

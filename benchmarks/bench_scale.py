@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
               "provenance": provenance({"test": data_file(args.data), "sample": f"{args.n} reviews, seed {args.seed}"},
                                        packages=PACKAGES)}
     results_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| variant | start-up s | reviews/s once started | vs local | overall reviews/s | peak PSS MB |")
+    print("| variant | start-up s | reviews/s once started | vs local | overall reviews/s | peak PSS MB |")
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['startup_seconds']} | {r['reviews_per_s_started']} | {r['started_rate_vs_local']} "

@@ -74,7 +74,8 @@ def prepare(base, args):
     """The same n training reviews (a fixed random sample) and a small valid set for every variant."""
     from datasets import DatasetDict
 
-    from review_classifier.training.data import load_splits, tokenize_splits
+    from review_classifier.training.splits import load_splits
+    from review_classifier.training.tokenized import tokenize_splits
     from review_classifier.training.model import load_tokenizer
 
     splits = load_splits(base)

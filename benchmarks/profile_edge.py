@@ -32,7 +32,7 @@ def full_length_ids(clf, texts, n: int) -> list[list[int]]:
     """The ids of the first n texts that fill max_length."""
     out = []
     for i in range(0, len(texts), 256):
-        out += [x for x in clf.encode(texts[i:i + 256]) if len(x) == clf.policy.max_length]
+        out += [x[0] for x in clf.encode(texts[i:i + 256]) if len(x[0]) == clf.policy.max_length]
         if len(out) >= n:
             return out[:n]
     raise SystemExit(f"only {len(out)} reviews fill {clf.policy.max_length} tokens; asked for {n}")

@@ -362,6 +362,87 @@ def scale_section(r: Path) -> list[str]:
     return out
 
 
+def multiclass_section(r: Path) -> list[str]:
+    """bench_multiclass: a real multi-class dataset, the INT8 bundle against TF-IDF + LR on the same splits."""
+    out = ["## A real multi-class task (`./dev bench-multiclass`)", ""]
+    found = sorted(r.glob("multiclass_*.json"))
+    if not found:
+        return out + ["No results/multiclass_*.json yet."]
+    for path in found:
+        d = json.loads(path.read_text())
+        ds, t = d["dataset"], d["tfidf_logreg"]["test"]
+        out += [f"### {ds['name']}", "",
+                f"{ds['rows']['train']:,} train / {ds['rows']['test']:,} test rows, {len(ds['labels'])} labels, from "
+                f"`{ds['package']}` ({ds['licence']['data']}). Both rows below use the same splits (data fingerprint "
+                f"{d['same_splits']['data_fingerprint']}). Command: `{_cmd(d, 'bench_multiclass', './dev bench-multiclass')}`.", "",
+                "| model | test accuracy | test macro F1 | size |", "| --- | ---: | ---: | ---: |"]
+        for key, name in (("int8_bundle", "INT8 bundle (default recipe), `edge-classify --eval`"),
+                          ("fp32_bundle", "fp32 bundle, `edge-classify --eval`")):
+            row = d.get(key) or {}
+            if "accuracy" in row:
+                out.append(f"| {name} | {_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {_mb(row.get('model_bytes'))} |")
+        out.append(f"| TF-IDF 1-2 gram + logistic regression (C={d['tfidf_logreg']['model']['C']}) | "
+                   f"{_pct(t['accuracy'])} | {_pct(t['macro_f1'])} | |")
+        out += ["", f"Machine and versions: {_machine(d)}", ""]
+    return out
+
+
+def long_section(r: Path) -> list[str]:
+    """bench_long: one input against windows, by review length."""
+    out = ["## Long reviews: one input vs windows (`./dev bench-long`)", ""]
+    found = _by_machine(r, "bench_long")
+    if not found:
+        return out + ["No results/bench_long_*.json yet."]
+    for d in found:
+        b, res = d["bundle"], d["results"]
+        names = list(d["length_buckets"])
+        out += [f"### {_cpu_title(d)}", "",
+                f"{d['reviews']:,} IMDB test reviews (seed {d['sample_seed']}), bundle `{Path(b['path']).name}` "
+                f"({b['precision']}, max_length {b['max_length']}, {b['truncation']} for one input, window overlap "
+                f"{b['window_overlap']} tokens). Command: `{_cmd(d, 'bench_long', './dev bench-long')}`.", "",
+                "| windows | " + " | ".join(f"{n} tokens ({d['length_buckets'][n]})" for n in names)
+                + " | all | reviews/s | vs windows 1 |",
+                "|---|" + "---:|" * (len(names) + 3)]
+        for w, row in res.items():
+            cells = [_pct(row["by_length"].get(n, {}).get("accuracy")) for n in names]
+            out.append(f"| {w} | " + " | ".join(cells) + f" | {_pct(row['accuracy'])} | {row['reviews_per_s']:.1f} | "
+                       f"{row['speed_vs_first']:.2f}x |")
+        out.append("")
+    return out
+
+
+def frontier_section(r: Path) -> list[str]:
+    """bench_frontier: accuracy, speed, memory, size, cold start and operations per review, one run."""
+    out = ["## The frontier (`./dev bench-frontier`)", ""]
+    found = _by_machine(r, "bench_frontier")
+    if not found:
+        return out + ["No results/bench_frontier_*.json yet."]
+    for d in found:
+        pk = d["peak"]
+        out += [f"### {_cpu_title(d)}", "",
+                f"{d['reviews']:,} IMDB test reviews (seed {d['sample_seed']}), {d['threads']} threads, one run. "
+                f"CPU bound: {pk['cores']} cores x {pk['clock_ghz']:.2f} GHz x {pk['ops_per_cycle_per_core']['int8']} "
+                f"int8 / {pk['ops_per_cycle_per_core']['fp32']} fp32 operations a cycle ({pk['family']}) = "
+                f"{pk['int8_gops']:.0f} int8 GOPS, {pk['fp32_gflops']:.0f} fp32 GFLOPS. Command: "
+                f"`{_cmd(d, 'bench_frontier', './dev bench-frontier')}`.", "",
+                "| | accuracy | reviews/s | peak RSS | size | cold start | GOPs a review (int8 + fp32) | "
+                "achieved GOPS | CPU bound, reviews/s | share of bound | vs HF pipeline | row's command |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for name, row in d["rows"].items():
+            ops = row.get("ops_per_review")
+            out.append(
+                f"| {name} | {_pct(row['accuracy'])} | {row['reviews_per_s']:.1f} | {row['peak_rss_mb']:.0f} MB | "
+                f"{row['size_mb']:.1f} MB | {row['cold_start_s']:.2f} s | "
+                + (f"{ops['int8'] / 1e9:.2f} + {ops['fp32'] / 1e9:.2f}" if ops else "") + " | "
+                + (f"{row['achieved_gops']:.0f}" if "achieved_gops" in row else "") + " | "
+                + (f"{row['bound_reviews_per_s']:.1f}" if "bound_reviews_per_s" in row else "") + " | "
+                + (f"{row['share_of_bound']:.0%}" if "share_of_bound" in row else "") + " | "
+                + (f"{row['speed_vs_hf_pipeline']:.2f}x" if "speed_vs_hf_pipeline" in row else "")
+                + f" | `{row['command']}` |")
+        out += ["", f"Machine and versions: {_machine(d)}", ""]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="results")
@@ -369,8 +450,8 @@ def main(argv=None) -> int:
     lines = ["# Results", "", "Generated by `python -m benchmarks.results_table` from the JSON files in this folder; "
              "each JSON holds its command, git commit, versions, machine and data. Re-run a command to refresh "
              "its JSON, then this table.", ""]
-    for section in (accuracy_section, edge_section, scale_section, avx2_section, train_speed_section,
-                    compress_section):
+    for section in (accuracy_section, multiclass_section, frontier_section, long_section, edge_section,
+                    scale_section, avx2_section, train_speed_section, compress_section):
         lines += section(r) + [""]
     atomic_write_text(r / "README.md", "\n".join(lines))
     print(r / "README.md")

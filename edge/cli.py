@@ -15,7 +15,6 @@ signal.signal(signal.SIGINT, signal.SIG_DFL)
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
 
 import click
 
@@ -27,7 +26,7 @@ from review_classifier.shared.errors import BundleError, ClassifierError
 
 PROG = "edge-classify"
 EDGE_PACKAGES = ("review-classifier", "onnxruntime", "tokenizers", "numpy")
-HELP = f"""Score reviews offline with a model bundle; one output line per input record, in order.
+HELP = """Score reviews offline with a model bundle; one output line per input record, in order.
 
 Reads FILE(s) in order (a folder: the files below it; a glob: its matches), or stdin when no
 FILE or FILE is '-'. Input (--input-format, default auto: by file name, stdin as lines): one
@@ -86,6 +85,7 @@ class ScoreOptions:
     evaluate: bool = False
     eval_json: Path | None = None
     batch_size: int = 32
+    windows: int | None = None   # None: the bundle's text policy setting
     threads: int | None = None
     on_error: str = "stop"
     rejects: Path | None = None
@@ -207,6 +207,9 @@ def check_output_path(path: Path, flag: str = "--output") -> None:
 @click.option("--eval-json", type=click.Path(path_type=Path), default=None,
               help="With --eval: also write the report as JSON here (atomically)")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--windows", type=click.IntRange(min=1), default=None,
+              help="Texts longer than the model's max_length: read up to N windows of it and average "
+                   "their scores (1: one input, cut head+tail or as the bundle says) [default: the bundle's]")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="onnxruntime threads [default: the CPUs this process may use; with --engine ray, per actor: "
                    "the CPUs of the smallest node]")
@@ -291,7 +294,7 @@ def _score(opts: ScoreOptions) -> None:
         result = score_with_ray(opts, bundle, say=_say)
         return _summarise(result, opts)
     label_field = (opts.label_field or DEFAULT) if opts.evaluate else None
-    clf = EdgeClassifier(bundle, threads=opts.threads, batch_size=opts.batch_size)
+    clf = EdgeClassifier(bundle, threads=opts.threads, batch_size=opts.batch_size, windows=opts.windows)
     if opts.top_k > clf.num_labels:
         raise ClassifierError(f"--top-k {opts.top_k} is more than the bundle's {clf.num_labels} labels")
     formatter = Formatter(opts.output_format, clf.labels, opts.top_k)
@@ -353,6 +356,7 @@ def run_identity(opts: ScoreOptions, clf) -> dict:
                                              "errors", "on_error")}
     options["rejects"] = str(opts.rejects.absolute()) if opts.rejects else None
     options["batch_size"] = clf.batch_size
+    options["windows"] = clf.policy.windows
     return resume.run_identity(opts.sources, clf.folder, options)
 
 

@@ -6,6 +6,7 @@ sorted by length inside a bounded window to cut padding; results come back in in
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -19,7 +20,7 @@ import numpy as np
 
 from review_classifier.shared.bundle import ORT_DISABLED_OPTIMIZERS, Manifest, load_bundle
 from review_classifier.shared.errors import BundleError
-from review_classifier.shared.text import build_input_ids, normalize_text
+from review_classifier.shared.text import build_windows, normalize_text, pool_windows
 
 WINDOW_BATCHES = 64   # batches sorted together by length; bounds memory and output latency
 ENCODE_CHUNK = 256    # texts tokenised per call; only their truncated ids are kept
@@ -41,13 +42,18 @@ class Prediction(NamedTuple):
 class EdgeClassifier:
     """A loaded bundle: `predict` / `predict_proba` for a list, `score_stream` for an endless iterable."""
 
-    def __init__(self, bundle: str | os.PathLike, threads: int | None = None, batch_size: int = 32):
+    def __init__(self, bundle: str | os.PathLike, threads: int | None = None, batch_size: int = 32,
+                 windows: int | None = None):
+        """`windows` replaces the bundle's text policy setting (texts longer than max_length read
+        as up to that many windows, logits averaged; 1 = one input, cut by its truncation)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.manifest, self.folder = load_bundle(bundle)
         self.manifest: Manifest
         self.labels: list[str] = list(self.manifest.labels)
         self.policy = self.manifest.policy
+        if windows is not None:
+            self.policy = dataclasses.replace(self.policy, windows=windows)
         # Dynamic INT8 computes each activation scale over the whole batch tensor, so inside a
         # batch a review's score would depend on its neighbours (by up to 0.15 in probability on
         # IMDB). One review per run keeps scores per-review, and was also the fastest for such
@@ -93,12 +99,13 @@ class EdgeClassifier:
     def num_labels(self) -> int:
         return len(self.labels)
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Normalise, tokenise (no special tokens), truncate by policy, wrap in special tokens."""
+    def encode(self, texts: Sequence[str]) -> list[list[list[int]]]:
+        """Per text its model inputs: normalised, tokenised (no special tokens), cut by the
+        policy (one input, or windows of a long text), wrapped in the special tokens."""
         m, policy = self.manifest, self.policy
         normed = [normalize_text(t, policy) for t in texts]
         encodings = self._tokenizer.encode_batch(normed, add_special_tokens=False)
-        return [build_input_ids(e.ids, m.prefix_ids, m.suffix_ids, policy) for e in encodings]
+        return [build_windows(e.ids, m.prefix_ids, m.suffix_ids, policy) for e in encodings]
 
     def predict(self, texts: Iterable[str]) -> list[Prediction]:
         """The top label, its probability and every label's, per text, in input order."""
@@ -132,15 +139,16 @@ class EdgeClassifier:
         window = self.batch_size * WINDOW_BATCHES
         exhausted = False
         while not exhausted:
-            ids: list[list[int]] = []
-            while len(ids) < window:
-                chunk = list(islice(it, min(ENCODE_CHUNK, window - len(ids))))
+            inputs: list[list[list[int]]] = []
+            while len(inputs) < window:
+                chunk = list(islice(it, min(ENCODE_CHUNK, window - len(inputs))))
                 if not chunk:
                     exhausted = True
                     break
-                ids.extend(self.encode(chunk))
-            if ids:
-                yield from self._score_ids(ids)
+                inputs.extend(self.encode(chunk))
+            if inputs:
+                logits = self._logits_of([w for text in inputs for w in text])
+                yield from self._probabilities(pool_windows(logits, [len(text) for text in inputs]))
 
     def _score_concurrently(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
         """One review per run, `threads` runs at once, in input order; at most WINDOW_BATCHES in flight.
@@ -152,8 +160,8 @@ class EdgeClassifier:
         pending: deque = deque()
         try:
             while chunk := list(islice(it, PIPELINE_CHUNK)):
-                for x in self.encode(chunk):
-                    pending.append(self._pool.submit(self._score_batch, [x]))
+                for windows in self.encode(chunk):
+                    pending.append(self._pool.submit(self._score_one, windows))
                 while len(pending) > WINDOW_BATCHES:
                     yield pending.popleft().result()[0]
             while pending:
@@ -162,22 +170,33 @@ class EdgeClassifier:
             for f in pending:
                 f.cancel()
 
-    def _score_ids(self, ids: list[list[int]]) -> np.ndarray:
-        probs = np.empty((len(ids), self.num_labels), dtype=np.float32)
+    def _score_one(self, windows: list[list[int]]) -> np.ndarray:
+        """One text, each of its windows a run of its own (scores per review, as per_review wants)."""
+        logits = np.concatenate([self._run([w]) for w in windows])
+        return self._probabilities(pool_windows(logits, [len(windows)]))
+
+    def _logits_of(self, ids: list[list[int]]) -> np.ndarray:
+        """Logits for model inputs, batched by length (input order kept)."""
+        logits = np.empty((len(ids), self.num_labels), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         start = 0
         while start < len(order):
             # long texts get fewer rows: attention memory grows with rows * width^2
             width = len(ids[order[min(start + self.batch_size, len(order)) - 1]])
             rows = order[start:start + max(1, min(self.batch_size, MAX_BATCH_TOKENS // width))]
-            probs[rows] = self._score_batch([ids[i] for i in rows])
+            logits[rows] = self._run([ids[i] for i in rows])
             start += len(rows)
             self._batches += 1
             if self._trim and self._batches % TRIM_EVERY == 0:
                 self._trim(0)
-        return probs
+        return logits
 
-    def _score_batch(self, batch: list[list[int]]) -> np.ndarray:
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Temperature-scaled softmax, float32, one row per text."""
+        return softmax(np.asarray(logits, dtype=np.float64) / self.temperature).astype(np.float32)
+
+    def _run(self, batch: list[list[int]]) -> np.ndarray:
+        """One onnxruntime run: the raw logits (float32) of a padded batch."""
         width = max(len(x) for x in batch)
         input_ids = np.full((len(batch), width), self.manifest.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -188,7 +207,7 @@ class EdgeClassifier:
         logits = self._session.run([self._output], {n: feeds[n] for n in self._inputs})[0]
         if not self._width_known:
             self._check_width(logits.shape[-1])
-        return softmax(logits.astype(np.float64) / self.temperature).astype(np.float32)
+        return logits
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

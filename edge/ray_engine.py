@@ -138,7 +138,8 @@ def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, 
                                 override_num_blocks=len(opts.sources))
     rows = files.flat_map(reader, num_cpus=0)
     scored = rows.map_batches(
-        _Scorer, fn_constructor_kwargs={"bundle": bundle_ref, "threads": threads, "top_k": opts.top_k},
+        _Scorer, fn_constructor_kwargs={"bundle": bundle_ref, "threads": threads, "top_k": opts.top_k,
+                                        "windows": opts.windows},
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, batch_size=RAY_BATCH,
         batch_format="pyarrow")
     # Ray Data draws its progress bars on a terminal; for logs (stderr not a TTY) a plain line
@@ -224,7 +225,7 @@ class _FileReader:
 class _Scorer:
     """map_batches actor: one EdgeClassifier (one onnxruntime session) for the actor's lifetime."""
 
-    def __init__(self, bundle, threads: int, top_k: int):
+    def __init__(self, bundle, threads: int, top_k: int, windows: int | None = None):
         import tempfile
 
         import ray
@@ -236,7 +237,7 @@ class _Scorer:
         self._dir = tempfile.mkdtemp(prefix="edge-classify-bundle-")
         for name, data in bundle.items():
             Path(self._dir, name).write_bytes(data)
-        self.clf = EdgeClassifier(self._dir, threads=threads)
+        self.clf = EdgeClassifier(self._dir, threads=threads, windows=windows)
         self.top_k = top_k
         self.schema = output_schema(top_k)
 

@@ -56,6 +56,13 @@ def classification_report(y_true: Sequence, y_pred: Sequence, labels: Sequence[s
     return report_from_confusion(confusion_matrix(y_true, y_pred, labels), labels)
 
 
+def accuracy_macro_f1(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> dict[str, float]:
+    """{"accuracy", "macro_f1"} over class ids 0..num_labels-1 (the training loop's per-epoch figures)."""
+    report = report_from_confusion(confusion_matrix(y_true, y_pred, [str(i) for i in range(num_labels)]),
+                                   [str(i) for i in range(num_labels)])
+    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+
+
 def format_confusion(matrix, labels: Sequence[str]) -> str:
     """The confusion matrix as an aligned text table: rows = true class, columns = predicted."""
     m = np.asarray(matrix, dtype=np.int64)

@@ -6,6 +6,7 @@ without special tokens, then call `fit_ids` here, so the truncation policy lives
 """
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
@@ -34,6 +35,12 @@ class TextPolicy:
     strip_html: bool = True
     unicode_form: str = "NFC"
     collapse_whitespace: bool = True
+    # A text longer than one input: windows > 1 reads it as up to that many inputs of max_length
+    # (each sharing window_overlap tokens, at most max_length / 2, with the next; evenly spread
+    # over the text when it needs more), and the model's logits are averaged over them.
+    # 1: one input, cut by truncation.
+    windows: int = 1
+    window_overlap: int = 32
 
     def __post_init__(self) -> None:
         if self.truncation not in TRUNCATIONS:
@@ -42,6 +49,10 @@ class TextPolicy:
             raise ClassifierError(f"max_length must be at least 3, got {self.max_length}")
         if not 0.0 <= self.head_fraction <= 1.0:
             raise ClassifierError(f"head_fraction must be in [0, 1], got {self.head_fraction}")
+        if self.windows < 1:
+            raise ClassifierError(f"windows must be at least 1, got {self.windows}")
+        if self.window_overlap < 0:
+            raise ClassifierError(f"window_overlap must be at least 0, got {self.window_overlap}")
         if self.unicode_form not in ("NFC", "NFKC", "NFD", "NFKD", "none"):
             raise ClassifierError(f"unicode_form must be NFC, NFKC, NFD, NFKD or none, got {self.unicode_form!r}")
 
@@ -69,9 +80,11 @@ def normalize_text(text: str, policy: TextPolicy) -> str:
 
 def clip_chars(text: str, policy: TextPolicy) -> str:
     """Bound the work on huge texts: keep only the characters truncation could ever reach."""
-    limit = policy.max_length * CHARS_PER_TOKEN
+    limit = policy.max_length * policy.windows * CHARS_PER_TOKEN
     if len(text) <= limit:
         return text
+    if policy.windows > 1:   # windows reach the first and the last tokens
+        return text[:limit] + " " + text[-limit:]
     if policy.truncation == "head":
         return text[:limit]
     if policy.truncation == "tail":
@@ -98,3 +111,40 @@ def build_input_ids(ids: Sequence[int], prefix: Sequence[int], suffix: Sequence[
     """Truncate to max_length including the special tokens, then wrap in them."""
     budget = policy.max_length - len(prefix) - len(suffix)
     return list(prefix) + fit_ids(ids, budget, policy) + list(suffix)
+
+
+def window_starts(n: int, budget: int, policy: TextPolicy) -> list[int]:
+    """Where the windows over `n` tokens start: every budget - window_overlap tokens, the last
+    one ending at the text's end; past policy.windows of them, that many spread evenly from
+    the first token to the last (so the start and the end are always read)."""
+    if n <= budget or policy.windows == 1:
+        return [0]
+    stride = max(1, budget - min(policy.window_overlap, policy.max_length // 2))
+    needed = math.ceil((n - budget) / stride) + 1
+    if needed <= policy.windows:
+        return [min(i * stride, n - budget) for i in range(needed)]
+    k = policy.windows
+    return [round(i * (n - budget) / (k - 1)) for i in range(k)]
+
+
+def build_windows(ids: Sequence[int], prefix: Sequence[int], suffix: Sequence[int],
+                  policy: TextPolicy) -> list[list[int]]:
+    """The model inputs for one text: one (build_input_ids) unless policy.windows > 1 and the text
+    is longer than max_length, then its windows, each wrapped in the special tokens."""
+    budget = policy.max_length - len(prefix) - len(suffix)
+    if policy.windows == 1 or len(ids) <= budget:
+        return [build_input_ids(ids, prefix, suffix, policy)]
+    ids = list(ids)
+    return [list(prefix) + ids[s:s + budget] + list(suffix) for s in window_starts(len(ids), budget, policy)]
+
+
+def pool_windows(logits, counts: Sequence[int]):
+    """Rows of logits (numpy, one per window, texts in order) -> one row per text: the mean of
+    its windows' rows, in float64 (a one-window text keeps its row's values exactly)."""
+    import numpy as np
+
+    logits = np.asarray(logits, dtype=np.float64)
+    if len(counts) == len(logits):
+        return logits
+    ends = np.cumsum(counts)
+    return np.stack([logits[end - c:end].mean(axis=0) for c, end in zip(counts, ends)])

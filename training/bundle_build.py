@@ -19,13 +19,14 @@ from review_classifier.shared.atomic import atomic_path, atomic_write_text
 from review_classifier.shared.bundle import Manifest, load_bundle, pack_bundle, seal_bundle
 from review_classifier.shared.calibration import calibration_report
 from review_classifier.shared.metrics import classification_report
+from review_classifier.shared.text import pool_windows
 from review_classifier.training.config import TrainConfig
 from review_classifier.training.export import (ExportError, export_onnx, load_for_export, onnx_logits, ort_session,
                              pad_token_id)
-from review_classifier.training.loop import log_rank0
+from review_classifier.training.runtime import log_rank0
 from review_classifier.training.model_card import write_model_card
 from review_classifier.training.quantize import PER_REVIEW, QuantizationError, quantize_onnx
-from review_classifier.training.text import encode_texts, special_ids
+from review_classifier.training.text import encode_texts, encode_windows, special_ids
 
 PRECISIONS = ("fp32", "int8")
 COMPRESSION_FILE = "compression.json"   # written by training.compress next to a pruned/distilled model
@@ -77,9 +78,10 @@ def check_edge_parity(bundle: Path, model_path: Path, texts: Sequence[str], toke
     if not texts:
         return 0.0
     clf = EdgeClassifier(bundle, threads=1)
-    ids = encode_texts(list(texts), tokenizer, cfg.text_policy)
-    ref = softmax(onnx_logits(ort_session(model_path), ids, pad_token_id(tokenizer),
-                              batch_size=PER_REVIEW).astype(np.float64) / clf.temperature)
+    inputs = encode_windows(list(texts), tokenizer, cfg.text_policy)
+    logits = onnx_logits(ort_session(model_path), [w for text in inputs for w in text], pad_token_id(tokenizer),
+                         batch_size=PER_REVIEW)
+    ref = softmax(pool_windows(logits, [len(text) for text in inputs]) / clf.temperature)
     got = clf.predict_proba(list(texts))
     diff = float(np.abs(got - ref).max())
     if not diff <= EDGE_PROB_ATOL:
@@ -121,7 +123,7 @@ def build_bundles(model_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
                   precisions: Sequence[str] = PRECISIONS, max_trials: int | None = None,
                   log=None) -> dict[str, Path]:
     """out_dir/fp32 and/or out_dir/int8 bundles, each parity-checked; with `archive`, also
-    out_dir/<precision>.tar.gz. `valid` (training.data.Reviews) drives accuracy tuning, parity
+    out_dir/<precision>.tar.gz. `valid` (training.reviews.Reviews) drives accuracy tuning, parity
     and the manifest metrics; `calib` provides static-quantization calibration texts."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     log = log or log_rank0

@@ -53,8 +53,9 @@ def pipeline(recipe: str = RECIPE, set_: list[str] = SET,
              restart: bool = RESTART) -> None:
     """Train, evaluate, quantize (INT8), export to ONNX, verify, and write the model bundles."""
     from review_classifier.training.bundle_build import build_bundles
-    from review_classifier.training.data import data_fingerprint, load_splits, reduce_reviews
-    from review_classifier.training.loop import dist_info
+    from review_classifier.training.reviews import data_fingerprint
+    from review_classifier.training.splits import load_splits, reduce_reviews
+    from review_classifier.training.runtime import dist_info
     from review_classifier.training.run import run_training
 
     cfg = _config(recipe, list(set_))
@@ -118,7 +119,7 @@ def split_csv_cmd(src: Path = typer.Argument(..., help="CSV or CSV.gz with a tex
                   valid_size: float = typer.Option(0.1), test_size: float = typer.Option(0.1),
                   recipe: str = RECIPE, set_: list[str] = SET) -> None:
     """Split a labelled CSV into stratified train/valid/test CSVs (the original splitter)."""
-    from review_classifier.training.data import split_csv
+    from review_classifier.training.splits import split_csv
 
     cfg = _config(recipe, list(set_))
     paths = split_csv(src, out_dir, valid_size, test_size, cfg.seed, cfg.text_column, cfg.label_column, cfg)

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from review_classifier.shared.atomic import atomic_write_text
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.training.config import TrainConfig
-from review_classifier.training.loop import evaluate_split, fit
+from review_classifier.training.evaluation import evaluate_split
+from review_classifier.training.loop import fit
 from review_classifier.training.model import encoder_layers, load_model, load_tokenizer
 
 COMPRESSION_FILE = "compression.json"

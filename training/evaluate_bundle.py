@@ -11,7 +11,7 @@ from review_classifier.shared.metrics import classification_report
 
 
 def evaluate_bundle(bundle_path: str | os.PathLike, reviews, *, threads: int | None = None) -> dict:
-    """`reviews` (training.data.Reviews) must use the bundle's label order for its class ids."""
+    """`reviews` (training.reviews.Reviews) must use the bundle's label order for its class ids."""
     clf = EdgeClassifier(bundle_path, threads=threads)
     if not len(reviews):
         raise ClassifierError(f"{reviews.source}: no reviews to evaluate")

@@ -16,8 +16,13 @@ from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.metrics import classification_report, format_confusion
 from review_classifier.shared.provenance import provenance
 from review_classifier.training.config import TrainConfig
-from review_classifier.training.data import data_fingerprint, dataset_report, format_report, load_splits, tokenize_splits
-from review_classifier.training.loop import dist_info, fit, log_rank0, predict, setup_device
+from review_classifier.training.data_report import dataset_report, format_report
+from review_classifier.training.reviews import data_fingerprint
+from review_classifier.training.splits import load_splits
+from review_classifier.training.tokenized import tokenize_splits
+from review_classifier.training.evaluation import predict
+from review_classifier.training.loop import fit
+from review_classifier.training.runtime import dist_info, log_rank0, seed_everything, setup_device
 from review_classifier.training.model import load_model, load_tokenizer
 from review_classifier.training.plots import plot_confusion, plot_curves, step_scalars
 
@@ -52,6 +57,7 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
         log(format_report(report))
         atomic_write_text(out / "dataset_report.json", json.dumps(report, indent=2))
 
+    seed_everything(cfg.seed)   # a new classification head is drawn here: the same seed, the same run
     model = load_model(cfg)
     if cfg.engine == "trainer":
         from review_classifier.training.trainer_engine import fit_with_trainer

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from review_classifier.shared.text import TextPolicy, build_input_ids, normalize_text
+from review_classifier.shared.text import TextPolicy, build_input_ids, build_windows, normalize_text
 
 
 def special_ids(tokenizer) -> tuple[list[int], list[int]]:
@@ -27,3 +27,11 @@ def encode_texts(texts: Sequence[str], tokenizer, policy: TextPolicy) -> list[li
     normed = [normalize_text(t, policy) for t in texts]
     raw = tokenizer(normed, add_special_tokens=False, verbose=False)["input_ids"]
     return [build_input_ids(ids, prefix, suffix, policy) for ids in raw]
+
+
+def encode_windows(texts: Sequence[str], tokenizer, policy: TextPolicy) -> list[list[list[int]]]:
+    """Per text its model inputs when scored: one, or the windows of a long text (policy.windows)."""
+    prefix, suffix = special_ids(tokenizer)
+    normed = [normalize_text(t, policy) for t in texts]
+    raw = tokenizer(normed, add_special_tokens=False, verbose=False)["input_ids"]
+    return [build_windows(ids, prefix, suffix, policy) for ids in raw]

@@ -12,9 +12,11 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from review_classifier.training.config import TrainConfig
 from review_classifier.training.fast_dropout import fast_dropout_mode
-from review_classifier.training.loop import (FitResult, class_weighted_loss, make_optimizer, make_scheduler, resolve_precision,
-                           save_model)
-from review_classifier.training.metrics import accuracy_f1
+from review_classifier.shared.metrics import accuracy_macro_f1
+from review_classifier.training.checkpoints import save_model
+from review_classifier.training.loop import FitResult
+from review_classifier.training.objective import class_weighted_loss, make_optimizer, make_scheduler
+from review_classifier.training.runtime import resolve_precision
 
 
 def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer, log=print) -> FitResult:
@@ -57,7 +59,7 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
             return sampler   # RandomSampler: accelerate's seedable sampler is seeded per epoch already
 
     def metrics(pred) -> dict:
-        return accuracy_f1(np.argmax(pred.predictions, -1), pred.label_ids, cfg.num_labels)
+        return accuracy_macro_f1(pred.label_ids, np.argmax(pred.predictions, -1), cfg.num_labels)
 
     # TrainingArguments takes its precision from this variable when bf16/fp16 are off, and sets it
     # when they are on: a bf16 Trainer would turn every later fp32 Trainer in the process to bf16.

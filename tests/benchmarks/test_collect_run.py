@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from benchmarks.collect_run import collect, main
 from review_classifier.training.plots import timed_steps

@@ -26,7 +26,7 @@ TINY_POLICY = {"max_length": 48, "truncation": "head+tail", "head_fraction": 0.2
 
 
 def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed: int = 0,
-                  policy: dict | None = None, quant_approach: str | None = None):
+                  policy: dict | None = None, quant_approach: str | None = None, logit_scale: float = 1.0):
     """Build a random tiny BertForSequenceClassification and write it as a sealed fp32 bundle.
 
     quant_approach="dynamic" labels it as a dynamic-INT8 bundle (the weights stay fp32), which
@@ -45,6 +45,10 @@ def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed:
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
                         num_labels=len(labels), attn_implementation="eager")
     model = BertForSequenceClassification(config).eval()
+    if logit_scale != 1.0:   # a random head's logits are ~0.01 apart: scaled, texts get distinct scores
+        with torch.no_grad():
+            model.classifier.weight.mul_(logit_scale)
+            model.classifier.bias.mul_(logit_scale)
     folder.mkdir(parents=True)
     example = tokenizer(["a short one", "and a somewhat longer example text"], padding=True,
                         return_tensors="pt")
@@ -81,6 +85,19 @@ def tiny_per_review(tmp_path_factory):
     model, tokenizer = export_bundle(folder, ["negative", "positive"], ["input_ids", "attention_mask"],
                                      quant_approach="dynamic")
     return folder, model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def sharp(tmp_path_factory):
+    """{"batched": ..., "per_review": ...}: the same 3-label model with its logits scaled up (texts
+    get clearly different probabilities), as a batched and as a one-review-per-run bundle."""
+    out = {}
+    for mode, approach in (("batched", None), ("per_review", "dynamic")):
+        folder = tmp_path_factory.mktemp("bundles") / f"sharp-{mode}"
+        out[mode] = (folder, *export_bundle(folder, ["negative", "neutral", "positive"],
+                                            ["input_ids", "attention_mask"], seed=2,
+                                            quant_approach=approach, logit_scale=300.0))
+    return out
 
 
 @pytest.fixture(scope="session")

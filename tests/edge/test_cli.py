@@ -49,6 +49,24 @@ def test_lines_file_to_tsv_in_order(tiny, tmp_path):
     assert r.stderr == ""
 
 
+def test_windows_flag_reads_long_texts_whole_and_leaves_short_ones(sharp, tmp_path):
+    folder = sharp["batched"][0]
+    texts = ["short one", " ".join(f"w{i}" for i in range(600))]
+    f = tmp_path / "reviews.txt"
+    f.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    default, windows = cli("--model", folder, f), cli("--model", folder, "--windows", "4", f)
+    assert default.exit_code == 0 and windows.exit_code == 0, default.stderr + windows.stderr
+    assert default.stdout.splitlines() == expected_tsv(folder, texts)
+    clf = EdgeClassifier(folder, threads=1, windows=4)
+    assert [len(x) for x in clf.encode(texts)] == [1, 4]
+    want = clf.predict_proba(texts)
+    assert windows.stdout.splitlines() == [f"{clf.labels[p.argmax()]}\t{p.max():.6f}" for p in want]
+    assert windows.stdout.splitlines()[0] == default.stdout.splitlines()[0]
+    assert windows.stdout.splitlines()[1] != default.stdout.splitlines()[1]
+    bad = cli("--model", folder, "--windows", "0", f)
+    assert bad.exit_code == 2 and "--windows" in bad.stderr
+
+
 def test_stdin_dash_and_several_files(tiny, tmp_path):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("\n".join(REVIEWS[:2]) + "\n")

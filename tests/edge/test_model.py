@@ -22,7 +22,7 @@ TRICKY = [
 ]
 
 
-def torch_proba(model, ids: list[list[int]], pad_id: int, names: list[str]) -> np.ndarray:
+def _torch_inputs(ids: list[list[int]], pad_id: int, names: list[str]) -> dict:
     width = max(map(len, ids))
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -32,8 +32,12 @@ def torch_proba(model, ids: list[list[int]], pad_id: int, names: list[str]) -> n
     kwargs = {"input_ids": input_ids, "attention_mask": mask}
     if "token_type_ids" in names:
         kwargs["token_type_ids"] = torch.zeros_like(mask)
+    return kwargs
+
+
+def torch_proba(model, ids: list[list[int]], pad_id: int, names: list[str]) -> np.ndarray:
     with torch.no_grad():
-        return torch.softmax(model(**kwargs).logits, dim=-1).numpy()
+        return torch.softmax(model(**_torch_inputs(ids, pad_id, names)).logits, dim=-1).numpy()
 
 
 @pytest.mark.parametrize("which", ["tiny", "tiny3"])
@@ -41,7 +45,9 @@ def test_ids_and_probabilities_match_training(which, request):
     folder, model, tokenizer = request.getfixturevalue(which)
     clf = EdgeClassifier(folder, threads=1, batch_size=4)
     policy = TextPolicy.from_dict(clf.manifest.text_policy)
-    ids = clf.encode(TRICKY)
+    inputs = clf.encode(TRICKY)
+    assert all(len(x) == 1 for x in inputs)                  # windows=1: one input per text
+    ids = [x[0] for x in inputs]
     assert ids == encode_texts(TRICKY, tokenizer, policy)
     assert max(map(len, ids)) == policy.max_length          # truncation really happened
     assert ids[0][0] == tokenizer.cls_token_id and ids[0][-1] == tokenizer.sep_token_id
@@ -51,6 +57,42 @@ def test_ids_and_probabilities_match_training(which, request):
     ref = np.concatenate([torch_proba(model, [x], tokenizer.pad_token_id, clf.manifest.input_names) for x in ids])
     np.testing.assert_allclose(probs, ref, atol=1e-4)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+LONG = ["good " * 30 + "filler " * 200 + "bad " * 30 + "end", "short and sweet",
+        " ".join(f"w{i}" for i in range(700))]
+
+
+@pytest.mark.parametrize("mode", ["batched", "per_review"])
+def test_windows_read_the_whole_text_and_average_the_windows_logits(mode, sharp):
+    """A long text becomes windows covering all its tokens; its probabilities are the softmax of
+    the mean of the windows' logits, each window scored alone by PyTorch; short texts are unchanged."""
+    from review_classifier.shared.text import build_windows, window_starts
+    from review_classifier.training.text import encode_windows
+
+    folder, model, tokenizer = sharp[mode]
+    one = EdgeClassifier(folder, threads=2, batch_size=4)
+    clf = EdgeClassifier(folder, threads=2, batch_size=4, windows=3)
+    m, policy = clf.manifest, clf.policy
+    inputs = clf.encode(LONG)
+    assert [len(x) for x in inputs] == [3, 1, 3] and policy.windows == 3
+    assert inputs == encode_windows(LONG, tokenizer, policy)      # the training side builds the same
+    tokens = tokenizer(LONG[2], add_special_tokens=False)["input_ids"]
+    budget = policy.max_length - len(m.prefix_ids) - len(m.suffix_ids)
+    assert inputs[2] == build_windows(tokens, m.prefix_ids, m.suffix_ids, policy)
+    assert window_starts(len(tokens), budget, policy)[-1] + budget == len(tokens)   # reaches the end
+    probs = clf.predict_proba(LONG)
+    for text, got in zip(inputs, probs):
+        with torch.no_grad():
+            logits = np.concatenate([model(**_torch_inputs([x], tokenizer.pad_token_id, m.input_names)).logits.numpy()
+                                     for x in text])
+        mean = logits.astype(np.float64).mean(axis=0)
+        want = np.exp(mean - mean.max()) / np.exp(mean - mean.max()).sum()
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        if len(text) > 1:   # the windows score differently: pooling them matters
+            assert np.abs(logits - logits.mean(axis=0)).max() > 0.005   # 50x the tolerance above
+    np.testing.assert_array_equal(probs[1], one.predict_proba([LONG[1]])[0])   # one window: the same bytes
+    assert np.abs(probs[[0, 2]] - one.predict_proba([LONG[0], LONG[2]])).max() > 5e-4   # 5x the tolerance
 
 
 def test_stream_keeps_order_across_windows(tiny, monkeypatch):
@@ -118,8 +160,8 @@ def test_batches_stay_under_the_token_budget_and_the_heap_is_trimmed_between(tin
     monkeypatch.setattr(edge_model, "MAX_BATCH_TOKENS", 64)
     clf = EdgeClassifier(tiny[0], threads=1, batch_size=8)
     shapes, trims = [], []
-    score = clf._score_batch
-    monkeypatch.setattr(clf, "_score_batch", lambda batch: shapes.append((len(batch), max(map(len, batch))))
+    score = clf._run
+    monkeypatch.setattr(clf, "_run", lambda batch: shapes.append((len(batch), max(map(len, batch))))
                         or score(batch))
     monkeypatch.setattr(clf, "_trim", trims.append)
     texts = [("fine " * (i % 30)) + f"review {i}" for i in range(60)]

@@ -118,6 +118,8 @@ def test_a_changed_input_or_option_is_not_resumed(tiny, tmp_path):
     assert "the same command with --resume continues" in p.stderr.read().decode()
     r = cli("-m", tiny[0], a, "-o", out, "--resume", "--top-k", "2")
     assert r.exit_code == 2 and "options differ: top_k" in r.stderr
+    r = cli("-m", tiny[0], a, "-o", out, "--resume", "--windows", "3")
+    assert r.exit_code == 2 and "options differ: windows" in r.stderr
     a.write_text(a.read_text() + "one more\n")
     r = cli("-m", tiny[0], a, "-o", out, "--resume")
     assert r.exit_code == 2 and "the input files differ or changed" in r.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import build_tiny_model, toy_review
 from review_classifier.training.config import load_config
-from review_classifier.training.data import Reviews
+from review_classifier.training.reviews import Reviews
 
 NAMES = ("negative", "positive")
 

@@ -77,7 +77,7 @@ def assert_calibration(manifest, folder, cfg):
         assert cal["temperature"] == 1.0
     texts = toy_reviews(16, 9, "probe").texts
     clf = EdgeClassifier(folder, threads=1)
-    logits = onnx_logits(ort_session(folder / "model.onnx"), clf.encode(texts), manifest.pad_id, batch_size=1)
+    logits = onnx_logits(ort_session(folder / "model.onnx"), [x[0] for x in clf.encode(texts)], manifest.pad_id, batch_size=1)
     expect = softmax(logits.astype(np.float64) / cal["temperature"])
     assert np.abs(clf.predict_proba(texts) - expect).max() < 1e-4
 
@@ -215,3 +215,24 @@ def test_per_review_bundles_run_reviews_concurrently_with_the_same_scores_in_ord
     assert np.array_equal(two.predict_proba(texts[::-1]), expected[::-1])
     # batched (fp32) bundles keep onnxruntime's own threads
     assert EdgeClassifier(bundles["fp32"], threads=2)._pool is None
+
+
+def test_a_windows_bundle_keeps_the_setting_and_the_edge_matches_the_training_path(trained_tiny, tmp_path):
+    """windows=3 at export: the manifest says so, and check_edge_parity (which fails the export
+    beyond 1e-4) pools the same windows the edge runtime reads."""
+    from review_classifier.edge.model import EdgeClassifier
+    from review_classifier.training.reviews import Reviews
+
+    cfg = bundle_cfg(trained_tiny, "windows=3", "window_overlap=8")
+    short = toy_reviews(40, 5, "valid")
+    long = Reviews([" ".join([t] * 12) for t in short.texts[:24]], short.labels[:24], "long", short.names)
+    valid = Reviews(long.texts + short.texts, long.labels + short.labels, "valid", short.names)
+    out = build_bundles(trained_tiny, tmp_path / "b", cfg, valid=valid, calib=toy_reviews(16, 4, "calib"),
+                        precisions=("fp32",))
+    manifest, folder = load_bundle(out["fp32"])
+    assert manifest.text_policy["windows"] == 3 and manifest.text_policy["window_overlap"] == 8
+    assert manifest.compression["edge_max_prob_diff"] <= 1e-4
+    clf = EdgeClassifier(folder, threads=1)
+    counts = {len(x) for x in clf.encode(long.texts)}
+    assert clf.policy.windows == 3 and counts <= {2, 3} and 3 in counts
+    assert manifest.metrics["fp32"]["accuracy"] > 0.8

@@ -1,4 +1,4 @@
-"""training.data: every source kind, every validation error, splits, dedupe, tokenising cache, report."""
+"""training.sources, splits, tokenized and data_report: every source kind, every validation error, splits, dedupe, tokenising cache, report."""
 from __future__ import annotations
 
 import csv
@@ -16,10 +16,13 @@ import pytest
 
 from review_classifier.shared.errors import ClassifierError
 from tests.conftest import minilm_dir
-from review_classifier.training import data as data_mod
+from review_classifier.training import tokenized as tokenized_mod
 from review_classifier.training.config import TrainConfig
-from review_classifier.training.data import (Reviews, data_fingerprint, dataset_report, format_report, load_reviews, load_splits,
-                           reduce_reviews, split_csv, split_reviews, tokenize_splits)
+from review_classifier.training.data_report import dataset_report, format_report
+from review_classifier.training.reviews import Reviews, data_fingerprint
+from review_classifier.training.sources import load_reviews
+from review_classifier.training.splits import load_splits, reduce_reviews, split_csv, split_reviews
+from review_classifier.training.tokenized import tokenize_splits
 from review_classifier.training.text import encode_texts
 
 
@@ -393,8 +396,8 @@ def test_tokenize_splits_columns_and_cache(tmp_path, cfg, tokenizer, monkeypatch
     splits = {"train": Reviews(["Great <br />movie!", "a " * 30, "dull"], [1, 0, 0], "mem"),
               "valid": Reviews(["fine"], [1], "mem"), "test": Reviews([], [], "mem")}
     calls = []
-    real = data_mod.encode_texts
-    monkeypatch.setattr(data_mod, "encode_texts", lambda t, tok, p: calls.append(len(t)) or real(t, tok, p))
+    real = tokenized_mod.encode_texts
+    monkeypatch.setattr(tokenized_mod, "encode_texts", lambda t, tok, p: calls.append(len(t)) or real(t, tok, p))
     dd = tokenize_splits(splits, tokenizer, cfg)
     assert calls and sum(calls) == 4
     assert set(dd) == {"train", "valid", "test"} and len(dd["test"]) == 0

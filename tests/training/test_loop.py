@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -16,8 +15,9 @@ import torch
 
 from tests.conftest import toy_review
 from review_classifier.training.config import load_config
-from review_classifier.training.loop import (class_weighted_loss, collate, fit, length_grouped_batches,
-                           make_scheduler, make_optimizer)
+from review_classifier.training.batches import collate, length_grouped_batches
+from review_classifier.training.loop import fit
+from review_classifier.training.objective import class_weighted_loss, make_optimizer, make_scheduler
 from review_classifier.training.model import encoder_layers, load_model, load_tokenizer, set_lower_frozen
 from review_classifier.training.text import encode_texts
 

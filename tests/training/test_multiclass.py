@@ -90,3 +90,17 @@ def test_the_trainer_engine_trains_three_labels_too(three_run, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     results = json.loads((tmp_path / "trainer" / "results.json").read_text())
     assert results["engine"] == "trainer" and results["test"]["accuracy"] > 0.9
+
+
+def test_the_same_seed_gives_the_same_run_even_with_a_new_head(three_run, tmp_path):
+    """A 3-label run from a 2-label base model draws a new classification head: seeded, so two
+    runs of one command agree (before, the head came from an unseeded RNG and one class sometimes
+    collapsed in one run but not the next)."""
+    from review_classifier.training.config import load_config
+    from review_classifier.training.run import run_training
+
+    _, _, sets = three_run
+    base = [s for s in sets if not s.startswith(("output_dir=", "epochs="))] + ["epochs=1"]
+    runs = [run_training(load_config("tiny", base + [f"output_dir={tmp_path / str(i)}"])) for i in range(2)]
+    assert runs[0]["history"][0]["train_loss"] == runs[1]["history"][0]["train_loss"]
+    assert runs[0]["test"]["confusion_matrix"] == runs[1]["test"]["confusion_matrix"]

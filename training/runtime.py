@@ -1,0 +1,89 @@
+"""Process and device set-up for training: seeds, the DDP process group (torchrun / accelerate
+launch set the environment), the precision actually used, and progress messages."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from review_classifier.training.config import TrainConfig
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun/accelerate environment; (0, 1, 0) alone."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def setup_device() -> torch.device:
+    rank, world, local = dist_info()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def resolve_precision(cfg: TrainConfig, device: torch.device, out_dir: Path, log=None):
+    """(cfg with a concrete precision, PrecisionChoice): logs the choice and why, and saves it
+    as out_dir/precision.json; a bf16 that this CPU would emulate is logged with its cost."""
+    import dataclasses
+
+    from review_classifier.shared.atomic import atomic_write_text
+    from review_classifier.training.precision import choose_for_device
+
+    choice = choose_for_device(cfg.precision, device)
+    log = log or log_rank0
+    log(f"precision: {choice.used} (asked: {choice.requested}; {choice.reason})")
+    if choice.warning:
+        log(f"warning: {choice.warning}")
+    if dist_info()[0] == 0:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out_dir) / "precision.json", json.dumps(choice.to_dict(), indent=2) + "\n")
+    return dataclasses.replace(cfg, precision=choice.used), choice
+
+
+def autocast_for(precision: str, device: torch.device):
+    if precision == "auto":
+        from review_classifier.training.precision import choose_for_device
+
+        precision = choose_for_device(precision, device).used
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def log_rank0(message: str) -> None:
+    """Progress for people: stderr, flushed (stdout is block-buffered under nohup or docker), rank 0 only."""
+    if dist_info()[0] == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def quiet() -> bool:
+    return not sys.stderr.isatty() or dist_info()[0] != 0
+
+
+def gpu_util(device: torch.device) -> str:
+    if device.type != "cuda":
+        return ""
+    try:
+        return f"{torch.cuda.utilization(device)}%"
+    except Exception:  # pynvml missing or unsupported: show memory instead
+        return f"{torch.cuda.memory_allocated(device) / 2**30:.1f}GiB"
