@@ -112,12 +112,17 @@ def main(train: str = typer.Option(..., "--train", help="Training data (any sour
     typer.echo(f"C {r['C']:g}  {line}  test accuracy {r['test']['accuracy']:.4f}  macro F1 {r['test']['macro_f1']:.4f}  -> {out}")
 
 
-def cli() -> None:
+def run_typer(main, prog: str) -> None:
+    """A benchmark's typer command; a ClassifierError is one line on stderr and its exit code."""
     try:
         typer.run(main)
     except ClassifierError as e:
-        print(f"baseline_tfidf: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+
+
+def cli() -> None:
+    run_typer(main, "baseline_tfidf")
 
 
 if __name__ == "__main__":

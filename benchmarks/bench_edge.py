@@ -70,6 +70,15 @@ _RSS_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv
                 "sys.exit(rc)")
 
 
+def write_sample_csv(path: Path, texts: list[str], labels: list[str]) -> Path:
+    """review,sentiment rows, the IMDB CSV layout edge-classify reads by default."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "sentiment"])
+        w.writerows(zip(texts, labels))
+    return path
+
+
 def run_edge(bundle: Path, input_csv: Path, threads: int | None, extra_env: dict | None = None,
              extra_args: tuple[str, ...] = ()) -> dict:
     """One edge-classify run as a subprocess: wall time, peak RSS, predictions."""
@@ -244,11 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
     manifest, _ = load_bundle(args.fp32_bundle)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sample = tmp / "sample.csv"
-        with open(sample, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["review", "sentiment"])
-            w.writerows(zip(texts, truth))
+        sample = write_sample_csv(tmp / "sample.csv", texts, truth)
         # rounds alternate the variants, so a slow spell of this shared machine hits all of them
         torch_run = torch_pipeline_runner(args.torch_model, texts, manifest.policy, threads, args.batch_size)
         repeated: dict[str, list[dict]] = {"edge_int8": [], "edge_fp32": [], "torch_pipeline": []}

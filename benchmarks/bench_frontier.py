@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_edge import DATA, cold_start, dir_size_mb, load_sample, run_edge
+from benchmarks.bench_edge import DATA, cold_start, dir_size_mb, load_sample, run_edge, write_sample_csv
+from benchmarks.bench_long import save_figure
 from review_classifier.shared.atomic import atomic_write_text
 from review_classifier.shared.provenance import cpu_isa, cpu_slug, data_file, provenance
 
@@ -167,13 +168,28 @@ print(time.perf_counter() - t0)
 """
 
 
-def pipeline_row(model_dir: Path, texts: list[str], gold: list[str], policy, threads: int, costs: dict,
-                 lengths: list[int]) -> dict:
-    from benchmarks.bench_edge import torch_pipeline_runner
+_PIPELINE_WORKER = """
+import json, sys
+from benchmarks.bench_edge import torch_pipeline_runner
+from review_classifier.shared.text import TextPolicy
+model_dir, texts, policy, threads = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), int(sys.argv[4])
+run = torch_pipeline_runner(model_dir, texts, TextPolicy.from_dict(policy), threads, batch_size=32)
+run()                                     # warm-up
+print(json.dumps(run()))
+"""
 
-    run = torch_pipeline_runner(model_dir, texts, policy, threads, batch_size=32)
-    run()   # warm-up
-    r = run()
+
+def pipeline_row(model_dir: Path, texts: list[str], gold: list[str], policy, threads: int, costs: dict,
+                 lengths: list[int], work: Path) -> dict:
+    """The HF pipeline in a process of its own, so its peak RSS is the pipeline's alone."""
+    sample, pol = work / "pipeline_texts.json", work / "policy.json"
+    sample.write_text(json.dumps(texts))
+    pol.write_text(json.dumps(policy.to_dict()))
+    p = subprocess.run([sys.executable, "-c", _PIPELINE_WORKER, str(model_dir), str(sample), str(pol), str(threads)],
+                       capture_output=True, text=True, cwd=REPO)
+    if p.returncode:
+        raise SystemExit(f"bench-frontier: the HF pipeline run failed: {p.stderr[-2000:]}")
+    r = json.loads(p.stdout.strip().splitlines()[-1])
     cold = sorted(float(subprocess.run([sys.executable, "-c", _PIPELINE_COLD, str(model_dir), str(threads)],
                                        capture_output=True, text=True, check=True).stdout) for _ in range(3))[1]
     labels = [lab.lower() for lab in r["labels"]]
@@ -182,7 +198,7 @@ def pipeline_row(model_dir: Path, texts: list[str], gold: list[str], policy, thr
             "size_mb": dir_size_mb(model_dir), "cold_start_s": cold,
             "ops_per_review": review_ops(costs, lengths, all_fp32=True),
             "command": f"transformers pipeline('text-classification', {model_dir}), torch fp32, batch 32, "
-                       f"texts pre-cut by the bundle's policy"}
+                       f"texts pre-cut by the bundle's policy (a process of its own)"}
 
 
 def bundle_row(name: str, bundle: Path, csv_path: Path, texts: list[str], gold: list[str], threads: int,
@@ -243,13 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        csv_path = work / "sample.csv"
-        import csv
-
-        with open(csv_path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["review", "sentiment"])
-            w.writerows(zip(texts, gold))
+        csv_path = write_sample_csv(work / "sample.csv", texts, gold)
         first_costs = first_lengths = None
         for i, (name, path) in enumerate(tiers):
             variants = [None] + (list(args.windows) if i == 0 else [])
@@ -268,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
 
             policy = EdgeClassifier(Path(tiers[0][1]), threads=1).policy
             rows[f"hf pipeline ({tiers[0][0]} model, fp32)"] = pipeline_row(
-                args.torch_model, texts, gold, policy, threads, first_costs, first_lengths)
+                args.torch_model, texts, gold, policy, threads, first_costs, first_lengths, work)
     for row in rows.values():
         if "ops_per_review" in row:
             ops = row["ops_per_review"]
@@ -325,10 +335,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_title(f"{result['reviews']} IMDB test reviews, {result['threads']} threads\n"
                  f"{m['cpu']} ({', '.join(m['isa']) or 'no AVX'})", fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

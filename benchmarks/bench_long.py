@@ -139,6 +139,12 @@ def plot(report: dict, path: Path) -> None:
     ax.set_title(f"{report['bundle']['base_model']} {report['bundle']['precision']}, max_length "
                  f"{report['bundle']['max_length']}: {report['reviews']} IMDB test reviews\n"
                  f"{machine['cpu']} ({', '.join(machine['isa']) or 'no AVX'}), {machine['cpus']} CPUs", fontsize=9)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

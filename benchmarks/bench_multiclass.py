@@ -173,12 +173,10 @@ def main(dataset: str = typer.Option("reuters8", help=f"One of {', '.join(DATASE
 
 
 def cli() -> None:
+    from benchmarks.baseline_tfidf import run_typer
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        typer.run(main)
-    except ClassifierError as e:
-        print(f"bench_multiclass: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+    run_typer(main, "bench_multiclass")
 
 
 if __name__ == "__main__":
