@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from benchmarks.results_table import main
 
@@ -161,3 +162,26 @@ def test_the_shipped_model_row_names_its_sample_precision_target_and_calibration
     assert "PyTorch fp32 weights (fp32 training, 2,000-review test sample) | 92.55%" in text
     assert "Shipped-model target, at least 92.5% through `edge-classify --eval`: met." in text
     assert "expected calibration error 0.0110 with the bundle's temperature 1.420, 0.0340 without it." in text
+
+
+def test_multiclass_frontier_and_long_sections_show_each_figure_with_its_command(tmp_path):
+    """The three sections render from this repository's own result files, figures as measured."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[2] / "results"
+    for name in ("multiclass_reuters8.json", "bench_frontier_avx2.json", "bench_long_avx2.json"):
+        shutil.copy(repo / name, tmp_path / name)
+    assert main(["--results", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    mc = json.loads((repo / "multiclass_reuters8.json").read_text())
+    assert f"| {100 * mc['int8_bundle']['accuracy']:.2f}% | {100 * mc['int8_bundle']['macro_f1']:.2f}% |" in text
+    assert f"| {100 * mc['tfidf_logreg']['test']['accuracy']:.2f}% |" in text
+    assert "`python -m benchmarks.bench_multiclass`" in text
+    fr = json.loads((repo / "bench_frontier_avx2.json").read_text())
+    default = fr["rows"]["default"]
+    assert f"| default | {100 * default['accuracy']:.2f}% | {default['reviews_per_s']:.1f} |" in text
+    assert f"| {default['share_of_bound']:.0%} |" in text and "`edge-classify -m " in text
+    lg = json.loads((repo / "bench_long_avx2.json").read_text())
+    two = lg["results"]["2"]
+    assert f"| {100 * two['accuracy']:.2f}% | {two['reviews_per_s']:.1f} | {two['speed_vs_first']:.2f}x |" in text
+    assert "No results/" not in text.split("## A real multi-class task")[1].split("## Edge speed")[0]
