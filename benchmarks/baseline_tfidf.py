@@ -34,17 +34,23 @@ def _clean(text: str) -> str:
 C_GRID = (2.0, 4.0, 8.0, 16.0, 32.0)
 
 
+def make_vectorizer(min_df: int = 2):
+    """Word 1-2 grams, sublinear tf, lowercased, <br /> removed: the baseline's features."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, preprocessor=_clean,
+                           dtype=np.float32)
+
+
 def fit_baseline(splits: dict[str, Reviews], cs: tuple[float, ...] = C_GRID, min_df: int = 2,
                  seed: int = 0) -> dict:
     """Fit on splits["train"] for each C, keep the C with the best valid accuracy (the smallest
     on ties; the first without a valid split), then score it on valid and test."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
 
     t0 = time.perf_counter()
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, preprocessor=_clean,
-                          dtype=np.float32)
+    vec = make_vectorizer(min_df)
     x_train = vec.fit_transform(splits["train"].texts)
     x_valid = vec.transform(splits["valid"].texts) if len(splits["valid"]) else None
     y_valid = np.asarray(splits["valid"].labels)

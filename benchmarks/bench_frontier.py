@@ -129,15 +129,14 @@ print(json.dumps({"cold_start_s": cold, "seconds": time.perf_counter() - t1, "pr
 def tfidf_row(train_csv: Path, texts: list[str], gold: list[str], work: Path) -> dict:
     """TF-IDF + LR fitted on the IMDB train CSV (C = 4, from results/baseline_tfidf.json's grid),
     then scored in a fresh process: its cold start includes loading the pickled model."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from benchmarks.baseline_tfidf import _clean
+    from benchmarks.baseline_tfidf import _clean, make_vectorizer
     from benchmarks.bench_long import read_labelled
 
     train_texts, train_labels = read_labelled(train_csv, 0, 0, "review", "sentiment")
     t0 = time.perf_counter()
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, preprocessor=_clean, dtype=np.float32)
+    vec = make_vectorizer(min_df=2)
     clf = LogisticRegression(C=4.0, max_iter=2000).fit(vec.fit_transform(train_texts), train_labels)
     fit_s = time.perf_counter() - t0
     model, sample = work / "tfidf.pkl", work / "texts.json"

@@ -21,17 +21,20 @@ def special_ids(tokenizer) -> tuple[list[int], list[int]]:
     raise ValueError(f"cannot locate the text inside {full}; unsupported tokenizer")
 
 
-def encode_texts(texts: Sequence[str], tokenizer, policy: TextPolicy) -> list[list[int]]:
-    """Normalise, tokenise without special tokens, truncate by policy, add special tokens."""
+def _tokenised(texts: Sequence[str], tokenizer, policy: TextPolicy):
+    """(prefix, suffix, ids): the special tokens, and each normalised text's ids without them."""
     prefix, suffix = special_ids(tokenizer)
     normed = [normalize_text(t, policy) for t in texts]
-    raw = tokenizer(normed, add_special_tokens=False, verbose=False)["input_ids"]
+    return prefix, suffix, tokenizer(normed, add_special_tokens=False, verbose=False)["input_ids"]
+
+
+def encode_texts(texts: Sequence[str], tokenizer, policy: TextPolicy) -> list[list[int]]:
+    """Normalise, tokenise without special tokens, truncate by policy, add special tokens."""
+    prefix, suffix, raw = _tokenised(texts, tokenizer, policy)
     return [build_input_ids(ids, prefix, suffix, policy) for ids in raw]
 
 
 def encode_windows(texts: Sequence[str], tokenizer, policy: TextPolicy) -> list[list[list[int]]]:
     """Per text its model inputs when scored: one, or the windows of a long text (policy.windows)."""
-    prefix, suffix = special_ids(tokenizer)
-    normed = [normalize_text(t, policy) for t in texts]
-    raw = tokenizer(normed, add_special_tokens=False, verbose=False)["input_ids"]
+    prefix, suffix, raw = _tokenised(texts, tokenizer, policy)
     return [build_windows(ids, prefix, suffix, policy) for ids in raw]
