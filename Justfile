@@ -124,6 +124,10 @@ avx2-check *ARGS:
 bench-long *ARGS:
     python -m benchmarks.bench_long {{ARGS}}
 
+# Student shapes: INT8 reviews/s of MiniLM-L6 cut to L layers at N tokens, as ratios to the default's -> results/bench_shapes_<cpu>.json
+bench-shapes *ARGS:
+    python -m benchmarks.bench_shapes {{ARGS}}
+
 # The frontier: each tier's bundle, TF-IDF + LR and the HF pipeline on the same 2,000 IMDB test reviews; ops per review against the CPU's bound -> results/bench_frontier_<cpu>.json + .png
 bench-frontier *ARGS:
     python -m benchmarks.bench_frontier {{ARGS}}

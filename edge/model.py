@@ -125,8 +125,19 @@ class EdgeClassifier:
             return np.zeros((0, self.num_labels), dtype=np.float32)
         return np.stack(rows)
 
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw logits (windows pooled, before the temperature), shape (len(texts), num_labels):
+        what a distillation teacher hands its student."""
+        blocks = list(self._logit_blocks(texts))
+        return np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, self.num_labels), np.float32)
+
     def score_stream(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
-        """One probability row per text, in order, with bounded memory for any input length.
+        """One probability row per text, in order, with bounded memory for any input length."""
+        for block in self._logit_blocks(texts):
+            yield from self._probabilities(block)
+
+    def _logit_blocks(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
+        """Pooled logits, a block of rows at a time, in input order.
 
         Texts are tokenised ENCODE_CHUNK at a time and kept only as truncated ids; a window of
         WINDOW_BATCHES batches is then sorted by length, scored and yielded in input order.
@@ -148,7 +159,7 @@ class EdgeClassifier:
                 inputs.extend(self.encode(chunk))
             if inputs:
                 logits = self._logits_of([w for text in inputs for w in text])
-                yield from self._probabilities(pool_windows(logits, [len(text) for text in inputs]))
+                yield pool_windows(logits, [len(text) for text in inputs])
 
     def _score_concurrently(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
         """One review per run, `threads` runs at once, in input order; at most WINDOW_BATCHES in flight.
@@ -163,17 +174,16 @@ class EdgeClassifier:
                 for windows in self.encode(chunk):
                     pending.append(self._pool.submit(self._score_one, windows))
                 while len(pending) > WINDOW_BATCHES:
-                    yield pending.popleft().result()[0]
+                    yield pending.popleft().result()
             while pending:
-                yield pending.popleft().result()[0]
+                yield pending.popleft().result()
         finally:  # Ctrl-C, a failed run or a closed consumer: drop the reviews not started yet
             for f in pending:
                 f.cancel()
 
     def _score_one(self, windows: list[list[int]]) -> np.ndarray:
-        """One text, each of its windows a run of its own (scores per review, as per_review wants)."""
-        logits = np.concatenate([self._run([w]) for w in windows])
-        return self._probabilities(pool_windows(logits, [len(windows)]))
+        """One text's pooled logits (1 row), each of its windows a run of its own (as per_review wants)."""
+        return pool_windows(np.concatenate([self._run([w]) for w in windows]), [len(windows)])
 
     def _logits_of(self, ids: list[list[int]]) -> np.ndarray:
         """Logits for model inputs, batched by length (input order kept)."""

@@ -48,11 +48,13 @@ def write_toy_csv(path: Path, n: int, seed: int = 0, text_col: str = "review", l
     return path
 
 
-def build_tiny_model(folder: Path, num_labels: int = 2, seed: int = 0, distilbert: bool = False) -> Path:
-    """A 2-layer, hidden-32 random classifier with the (small) MiniLM WordPiece tokenizer."""
+def build_tiny_model(folder: Path, num_labels: int = 2, seed: int = 0, distilbert: bool = False,
+                     mpnet: bool = False) -> Path:
+    """A 2-layer, hidden-32 random classifier (BERT, DistilBERT or MPNet: relative attention
+    bias, no token_type_ids) with the (small) MiniLM WordPiece tokenizer."""
     import torch
     from transformers import (AutoTokenizer, BertConfig, BertForSequenceClassification, DistilBertConfig,
-                              DistilBertForSequenceClassification)
+                              DistilBertForSequenceClassification, MPNetConfig, MPNetForSequenceClassification)
 
     torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(minilm_dir())
@@ -64,6 +66,11 @@ def build_tiny_model(folder: Path, num_labels: int = 2, seed: int = 0, distilber
         cfg = DistilBertConfig(vocab_size=tok.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
                                max_position_embeddings=256, **heads)
         model = DistilBertForSequenceClassification(cfg)
+    elif mpnet:
+        cfg = MPNetConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64, max_position_embeddings=258, pad_token_id=tok.pad_token_id,
+                          relative_attention_num_buckets=32, **heads)
+        model = MPNetForSequenceClassification(cfg)
     else:
         cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=256, **heads)

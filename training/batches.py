@@ -42,14 +42,20 @@ def collate(features: list[dict], pad_id: int, pad_to: int | None, accepts_token
              "labels": torch.tensor([f["labels"] for f in features], dtype=torch.long)}
     if accepts_token_types:
         batch["token_type_ids"] = torch.zeros_like(ids)
+    if features and "teacher_logits" in features[0]:
+        batch["teacher_logits"] = torch.tensor([f["teacher_logits"] for f in features], dtype=torch.float32)
     return batch
 
 
 def iterate_batches(dataset, batches: list[list[int]], pad_id: int, pad_to: int | None,
-                    accepts_token_types: bool) -> Iterator[dict]:
+                    accepts_token_types: bool, soft_targets: bool = False) -> Iterator[dict]:
+    """Collated batches; with `soft_targets`, each carries the dataset's teacher_logits column too."""
     for idx in batches:
         rows = dataset[idx]
         feats = [{"input_ids": a, "labels": b} for a, b in zip(rows["input_ids"], rows["labels"])]
+        if soft_targets:
+            for f, t in zip(feats, rows["teacher_logits"]):
+                f["teacher_logits"] = t
         yield collate(feats, pad_id, pad_to, accepts_token_types)
 
 

@@ -14,7 +14,7 @@ from review_classifier.shared.errors import ClassifierError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fine-tune, evaluate, compress and export a text classifier (IMDB sentiment by default).")
 
-RECIPE = typer.Option("default", "--recipe", "-r", help="Recipe name (tiny, default, gpu) or a .toml file.")
+RECIPE = typer.Option("default", "--recipe", "-r", help="Recipe name (tiny, default, gpu, fast, accurate) or a .toml file.")
 SET = typer.Option([], "--set", "-s", help="Override any config field: --set lr=3e-5 --set epochs=2")
 
 
@@ -140,7 +140,7 @@ def _register_compression_commands() -> None:
 
     for name, fn in (("quantize", compress_cli.quantize_cmd), ("export", compress_cli.export_cmd),
                      ("evaluate", compress_cli.evaluate_cmd), ("prune", compress_cli.prune_cmd),
-                     ("distill", compress_cli.distill_cmd)):
+                     ("distill", compress_cli.distill_cmd), ("teacher-logits", compress_cli.teacher_logits_cmd)):
         app.command(name)(fn)
 
 

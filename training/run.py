@@ -52,6 +52,7 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
         dist.barrier()   # every rank sees last/ as rank 0 left it
     tokenizer = load_tokenizer(cfg)
     tokenized = tokenize_splits(splits, tokenizer, cfg)
+    teacher = attach_teacher_logits(cfg, splits, tokenized)
     report = dataset_report(splits, tokenized, cfg)
     if rank == 0:
         log(format_report(report))
@@ -82,7 +83,7 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
         "history": result.history, "best_valid": result.best_metrics, "test": test,
         "precision": result.precision, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         "train_seconds": round(result.train_seconds, 1), "train_samples_per_s": round(result.samples_per_second, 2),
-        "best_dir": str(result.best_dir),
+        "best_dir": str(result.best_dir), "teacher": teacher,
         "provenance": provenance({"train": cfg.data, "test": cfg.test_data or f"split of {cfg.data}"},
                                  cuda=_cuda_name()),
     }
@@ -93,6 +94,26 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
         plot_curves(result.history, out / "curves.png", step_scalars(out / "tb"))
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=float))
     return results
+
+
+def attach_teacher_logits(cfg: TrainConfig, splits, tokenized) -> dict | None:
+    """With cfg.teacher_logits: add the teacher's logits to the train split as soft targets
+    (training.loop distils on them); returns the file's provenance, with its sha256."""
+    if not cfg.teacher_logits:
+        return None
+    from review_classifier.shared.bundle import sha256_file
+    from review_classifier.training.teacher import load_teacher_logits
+
+    if cfg.engine != "manual":
+        raise ClassifierError("teacher_logits: distillation trains with engine=manual, not the Trainer")
+    teacher = load_teacher_logits(cfg.teacher_logits)
+    soft = teacher.for_reviews(splits["train"], cfg.labels, cfg.teacher_logits)
+    tokenized["train"] = tokenized["train"].add_column("teacher_logits", soft.tolist())
+    prov = teacher.provenance
+    log(f"distilling: soft targets from {cfg.teacher_logits} (teacher {prov.get('teacher', {}).get('path', '?')}, "
+        f"T={cfg.distill_temperature}, alpha={cfg.distill_alpha})")
+    return {"file": cfg.teacher_logits, "sha256": sha256_file(cfg.teacher_logits),
+            **{k: prov.get(k) for k in ("teacher", "data", "text_policy", "teacher_train_accuracy")}}
 
 
 def check_resume(cfg: TrainConfig, out: Path, fingerprint: str, restart: bool) -> None:

@@ -186,6 +186,25 @@ def test_distilbert_int8_bundle_declares_and_gets_only_its_inputs(tmp_path):
     assert report["n"] == 16
 
 
+def test_mpnet_bundles_export_quantize_and_pass_the_parity_checks(tmp_path):
+    """MPNet (the accurate tier's architecture): relative attention bias, no token_type_ids.
+    build_bundles raises when fp32 ONNX parity or INT8 agreement fails, so building is the check."""
+    model_dir = build_tiny_model(tmp_path / "mpnet", mpnet=True, seed=2)
+    cfg = bundle_cfg(model_dir, "windows=2")
+    built = build_bundles(model_dir, tmp_path / "out", cfg, valid=toy_reviews(48, 5, "valid"),
+                          calib=toy_reviews(16, 6, "calib"), precisions=("fp32", "int8"))
+    for precision in ("fp32", "int8"):
+        manifest, _ = load_bundle(built[precision])
+        assert manifest.input_names == ["input_ids", "attention_mask"]
+        assert manifest.text_policy["windows"] == 2
+    fp32, _ = load_bundle(built["fp32"])
+    parity = fp32.compression["export"]["parity"]
+    assert parity["max_abs_logit_diff"] <= cfg.parity_atol and parity["samples"] > 0
+    assert fp32.compression["edge_max_prob_diff"] < 1e-4   # the edge pools 2 windows as training does
+    report = evaluate_bundle(built["int8"], toy_reviews(16, 8, "eval"))
+    assert report["n"] == 16
+
+
 def test_a_dynamic_int8_bundle_scores_each_review_on_its_own(bundles):
     """Dynamic INT8 scales activations per run: the edge runtime scores such bundles one review per
     run, so a review's probabilities do not depend on which reviews share its file."""

