@@ -19,7 +19,7 @@ from review_classifier.shared.errors import ClassifierError
 from review_classifier.training.config import TrainConfig
 from review_classifier.training.evaluation import evaluate_split
 from review_classifier.training.loop import fit
-from review_classifier.training.model import encoder_layers, keep_first_layers, load_model, load_tokenizer
+from review_classifier.training.model import encoder_layers, load_model, load_tokenizer
 from review_classifier.training.tokenized import tokenize_splits
 
 COMPRESSION_FILE = "compression.json"

@@ -29,7 +29,7 @@ from review_classifier.training.config import TrainConfig
 from review_classifier.training.evaluation import evaluate_split
 from review_classifier.training.fast_dropout import fast_dropout_mode
 from review_classifier.training.model import set_lower_frozen
-from review_classifier.training.objective import class_weighted_loss, make_optimizer, make_scheduler
+from review_classifier.training.objective import class_weighted_loss, kd_loss, make_optimizer, make_scheduler
 from review_classifier.training.runtime import (autocast_for, dist_info, gpu_util, log_rank0, quiet,
                                                 resolve_precision, seed_everything, setup_device)
 
@@ -74,8 +74,6 @@ def fit(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer=None,
     if compute_loss is None:
         loss_of = class_weighted_loss(train["labels"], cfg.num_labels)
         if soft_targets:
-            from review_classifier.training.objective import kd_loss
-
             def compute_loss(m, batch):
                 labels, teacher = batch.pop("labels"), batch.pop("teacher_logits")
                 return kd_loss(m(**batch).logits, teacher, labels, cfg.distill_temperature, cfg.distill_alpha, loss_of)
