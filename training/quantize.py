@@ -191,6 +191,19 @@ def _quiet_workdir():
                 lg.setLevel(lv)
 
 
+def onnx_size_bytes(model_path: str | Path) -> int:
+    """An ONNX model's bytes with its external data: INC saves each trial's model as a graph
+    file plus a weights file beside it, so the graph file alone is a few kB."""
+    import onnx
+
+    path = Path(model_path)
+    model = onnx.load(str(path), load_external_data=False)
+    external = {entry.value for tensor in model.graph.initializer
+                if tensor.data_location == onnx.TensorProto.EXTERNAL
+                for entry in tensor.external_data if entry.key == "location"}
+    return path.stat().st_size + sum((path.parent / name).stat().st_size for name in external)
+
+
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg: TrainConfig,
                   calib_texts: Sequence[str], valid_texts: Sequence[str], valid_labels: Sequence[int],
                   tokenizer, *, max_trials: int | None = None, log=None) -> dict:
@@ -229,7 +242,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
         """Accuracy; 0.0 (a failed trial for INC) when the labels disagree with fp32 too often or
         the model is over cfg.max_model_mb. INC's first call scores the fp32 model itself: its
         predictions are the reference."""
-        size_mb = Path(model_path).stat().st_size / 1e6 if results and Path(model_path).is_file() else 0.0
+        size_mb = onnx_size_bytes(model_path) / 1e6 if results and Path(model_path).is_file() else 0.0
         if cfg.max_model_mb and size_mb > cfg.max_model_mb:
             errors[len(results)] = f"{size_mb:.1f} MB is over max_model_mb={cfg.max_model_mb:g}"
             if log:

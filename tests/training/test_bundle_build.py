@@ -146,7 +146,10 @@ def test_tampered_truncated_and_incompatible_bundles_are_refused(bundles, tmp_pa
 
 
 @pytest.mark.parametrize("setting, message", [("int8_agreement=1.01", "agrees with fp32"),
-                                              ("max_model_mb=0.001", "over max_model_mb=0.001")])
+                                              ("max_model_mb=0.001", "over max_model_mb=0.001"),
+                                              # over the graph file (tens of kB), under graph + weights
+                                              # (INC keeps each trial's weights in a file beside it)
+                                              ("max_model_mb=0.5", "over max_model_mb=0.5")])
 def test_failed_int8_still_writes_and_verifies_the_fp32_bundle(trained_tiny, tmp_path, setting, message):
     out = tmp_path / "out"
     cfg = bundle_cfg(trained_tiny, setting)
