@@ -8,8 +8,8 @@ candidate) and timed on the same IMDB test reviews, cut head+tail, in one proces
     python -m benchmarks.bench_shapes --n 400    # -> results/bench_shapes_<cpu>.json
 
 Speed is reported as a ratio to the first shape (the default tier, 6 layers x 256 tokens). The
-runner is a plain batched loop (32 reviews a run, sorted by length), not edge-classify: absolute
-reviews/s are below the edge runtime's; the ratios are what the choice reads.
+runner is training.export.onnx_logits (32 reviews a run, sorted by length), not edge-classify:
+absolute reviews/s are below the edge runtime's; the ratios are what the choice reads.
 """
 from __future__ import annotations
 
@@ -54,27 +54,15 @@ def quantized_student(layers: int, folder: Path) -> Path:
 
 
 def reviews_per_s(model: Path, ids: list[list[int]], threads: int, repeats: int) -> float:
-    import onnxruntime as ort
+    """The fastest of `repeats` timed passes (after a warm-up) of training.export.onnx_logits."""
+    from review_classifier.training.export import onnx_logits, ort_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-
-    def run() -> None:
-        for b in range(0, len(order), 32):
-            rows = [ids[i] for i in order[b:b + 32]]
-            x = np.zeros((len(rows), max(map(len, rows))), np.int64)
-            mask = np.zeros_like(x)
-            for i, r in enumerate(rows):
-                x[i, :len(r)], mask[i, :len(r)] = r, 1
-            session.run(None, {"input_ids": x, "attention_mask": mask, "token_type_ids": np.zeros_like(x)})
-
-    run()   # warm-up
+    session = ort_session(model, threads)
+    onnx_logits(session, ids, 0, batch_size=32)   # warm-up
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        run()
+        onnx_logits(session, ids, 0, batch_size=32)
         best = min(best, time.perf_counter() - t)
     return len(ids) / best
 

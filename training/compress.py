@@ -175,18 +175,17 @@ def ensure_teacher_logits(cfg: TrainConfig, teacher: Path, splits, out_dir: Path
     """out_dir/teacher_logits.npz for this teacher and training split: computed once, reused
     by a rerun (a resume) while teacher and data are the same."""
     from review_classifier.training.reviews import data_fingerprint
-    from review_classifier.training.teacher import (compute_teacher_logits, load_teacher_logits,
-                                                     save_teacher_logits, teacher_hash)
+    from review_classifier.training.teacher import load_teacher_logits, teacher_hash, write_teacher_logits
 
     path = out_dir / "teacher_logits.npz"
-    fingerprint = data_fingerprint({"train": splits["train"]})
     if path.is_file():
         prov = load_teacher_logits(path).provenance
-        if prov["teacher"]["sha256"] == teacher_hash(teacher) and prov["data"]["fingerprint"] == fingerprint \
+        if prov["teacher"]["sha256"] == teacher_hash(teacher) \
+                and prov["data"]["fingerprint"] == data_fingerprint({"train": splits["train"]}) \
                 and (windows is None or prov["text_policy"].get("windows") == windows):
             return path
-    logits, prov = compute_teacher_logits(teacher, splits["train"], cfg, windows, fingerprint)
-    return save_teacher_logits(path, logits, splits["train"].texts, prov)
+    write_teacher_logits(path, teacher, splits["train"], cfg, windows)
+    return path
 
 
 def _layer_count(checkpoint: Path) -> int:

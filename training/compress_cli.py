@@ -192,15 +192,12 @@ def teacher_logits_cmd(teacher: Path = typer.Argument(..., help="A fine-tuned ch
                        windows: int = WINDOWS, recipe: str | None = RUN_RECIPE, set_: list[str] = SET) -> None:
     """A teacher's logits on the training split (never valid or test), with their provenance:
     for `distill FILE` or `train --set teacher_logits=FILE`."""
-    from review_classifier.training.reviews import data_fingerprint
     from review_classifier.training.splits import load_splits
-    from review_classifier.training.teacher import compute_teacher_logits, save_teacher_logits
+    from review_classifier.training.teacher import write_teacher_logits
 
     cfg = _config(recipe, set_, teacher)
     train = load_splits(cfg)["train"]
-    logits, prov = compute_teacher_logits(teacher, train, cfg, windows, data_fingerprint({"train": train}),
-                                          log=typer.echo)
-    save_teacher_logits(out, logits, train.texts, prov)
+    prov = write_teacher_logits(out, teacher, train, cfg, windows, log=typer.echo)
     typer.echo(f"teacher logits: {out}  ({len(train)} training reviews, {prov['text_policy']['max_length']} tokens "
                f"x {prov['text_policy']['windows']} window(s), teacher accuracy on them "
                f"{prov['teacher_train_accuracy']:.4f}, {prov['seconds']:.0f}s)")

@@ -98,11 +98,12 @@ def torch_logits(model, ids: list[list[int]], input_names: Sequence[str], pad_id
 
     parts: dict[int, np.ndarray] = {}
     model.eval()
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for idx in batches(ids, batch_size):
             feeds = pad_ids([ids[i] for i in idx], input_names, pad_id)
-            logits = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits
-            for i, row in zip(idx, logits.float().numpy()):
+            logits = model(**{k: torch.from_numpy(v).to(device) for k, v in feeds.items()}).logits
+            for i, row in zip(idx, logits.float().cpu().numpy()):
                 parts[i] = row
     return np.stack([parts[i] for i in range(len(ids))])
 

@@ -56,15 +56,20 @@ def keep_first_layers(model, layers: int):
     return model
 
 
-def check_checkpoint_labels(folder: Path, labels: list[str]) -> None:
-    """A trained checkpoint's labels (its config.json id2label, in id order) must be `labels`."""
+def checkpoint_labels(folder: Path) -> list[str]:
+    """A trained checkpoint's labels: its config.json id2label, in id order."""
     import json
 
     try:
         id2label = json.loads((folder / "config.json").read_text())["id2label"]
-        trained = [id2label[str(i)] for i in range(len(id2label))]
+        return [id2label[str(i)] for i in range(len(id2label))]
     except (OSError, ValueError, KeyError) as e:
         raise ClassifierError(f"{folder}: cannot read the checkpoint's labels from config.json ({_first_line(e)})") from None
+
+
+def check_checkpoint_labels(folder: Path, labels: list[str]) -> None:
+    """A trained checkpoint's labels must be `labels`, in that order."""
+    trained = checkpoint_labels(folder)
     if trained != labels:
         what = "in another order" if sorted(trained) == sorted(labels) else f"{len(trained)} labels, not {len(labels)}"
         raise ClassifierError(f"{folder} was trained for labels {trained} ({what} than the {labels} this command "

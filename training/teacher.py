@@ -63,14 +63,30 @@ class TeacherLogits:
 
 
 def save_teacher_logits(path: str | Path, logits: np.ndarray, texts: Sequence[str], provenance: dict) -> Path:
-    path = Path(path)
-    if path.suffix != ".npz":
-        raise ClassifierError(f"{path}: the teacher logits file must end in .npz")
+    path = _npz_path(path)
     buf = io.BytesIO()
     np.savez_compressed(buf, logits=np.asarray(logits, dtype=np.float32),
                         keys=np.asarray([text_key(t) for t in texts], dtype="<U32"),
                         provenance=np.asarray(json.dumps({"format": FORMAT, **provenance}, sort_keys=True)))
     atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def write_teacher_logits(path: str | Path, teacher: str | Path, train: Reviews, cfg, windows: int | None = None,
+                         log=print) -> dict:
+    """compute_teacher_logits on the training split, saved to `path`; returns the provenance."""
+    from review_classifier.training.reviews import data_fingerprint
+
+    _npz_path(path)   # a wrong name is refused before the teacher runs, not after
+    logits, prov = compute_teacher_logits(teacher, train, cfg, windows, data_fingerprint({"train": train}), log)
+    save_teacher_logits(path, logits, train.texts, prov)
+    return prov
+
+
+def _npz_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ClassifierError(f"{path}: the teacher logits file must end in .npz")
     return path
 
 
@@ -174,46 +190,25 @@ def _bundle_logits(bundle: Path, texts: Sequence[str], windows: int | None, log)
 def _checkpoint_logits(folder: Path, texts: Sequence[str], cfg, windows: int | None, log):
     import dataclasses
 
-    import torch
-
-    from review_classifier.training.batches import accepts_token_type_ids, collate
-    from review_classifier.training.model import load_model, load_tokenizer
-    from review_classifier.training.runtime import autocast_for, setup_device
+    from review_classifier.training.export import model_input_names, torch_logits
+    from review_classifier.training.model import checkpoint_labels, load_model, load_tokenizer
+    from review_classifier.training.runtime import setup_device
     from review_classifier.training.text import encode_windows
 
-    labels = _checkpoint_labels(folder)
+    labels = checkpoint_labels(folder)
     tcfg = dataclasses.replace(cfg, labels=labels, label_aliases={},
                                **({"windows": windows} if windows else {}))
-    device = setup_device()
-    model = load_model(tcfg, str(folder)).to(device).eval()
+    model = load_model(tcfg, str(folder)).to(setup_device())
     tokenizer = load_tokenizer(tcfg, str(folder))
-    pad_id = tokenizer.pad_token_id or 0
-    token_types = accepts_token_type_ids(model)
+    names, pad_id = model_input_names(model, tokenizer), tokenizer.pad_token_id or 0
     policy = tcfg.text_policy
     bar, step = _progress(len(texts), "teacher logits", log)
     parts = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), CHUNK):
-            per_text = encode_windows(texts[i:i + CHUNK], tokenizer, policy)
-            flat = [w for text in per_text for w in text]
-            order = sorted(range(len(flat)), key=lambda j: len(flat[j]))
-            out = np.zeros((len(flat), len(labels)), dtype=np.float32)
-            for s in range(0, len(order), cfg.eval_batch_size):
-                rows = order[s:s + cfg.eval_batch_size]
-                batch = collate([{"input_ids": flat[j], "labels": 0} for j in rows], pad_id, None, token_types)
-                batch.pop("labels")
-                with autocast_for(cfg.precision, device):
-                    out[rows] = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
-            parts.append(pool_windows(out, [len(text) for text in per_text]))
-            step(len(per_text))
+    for i in range(0, len(texts), CHUNK):
+        per_text = encode_windows(texts[i:i + CHUNK], tokenizer, policy)
+        flat = torch_logits(model, [w for text in per_text for w in text], names, pad_id, cfg.eval_batch_size)
+        parts.append(pool_windows(flat, [len(text) for text in per_text]))
+        step(len(per_text))
     bar.close()
     logits = np.concatenate(parts) if parts else np.zeros((0, len(labels)), np.float32)
     return logits.astype(np.float32), policy.to_dict(), labels
-
-
-def _checkpoint_labels(folder: Path) -> list[str]:
-    try:
-        id2label = json.loads((folder / "config.json").read_text())["id2label"]
-        return [id2label[str(i)] for i in range(len(id2label))]
-    except (OSError, ValueError, KeyError) as e:
-        raise ClassifierError(f"{folder}: cannot read the teacher's labels from config.json ({e})") from None

@@ -18,7 +18,7 @@ from tests.training.conftest import toy_reviews
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.training.config import load_config
 from review_classifier.training.teacher import (compute_teacher_logits, load_teacher_logits, save_teacher_logits,
-                                                teacher_hash, text_key)
+                                                teacher_hash, text_key, write_teacher_logits)
 
 TRAIN_CLASSIFY = Path(sys.executable).with_name("train-classify")
 LABELS = ["negative", "positive"]
@@ -94,6 +94,8 @@ def test_a_logits_file_is_refused_for_other_labels_other_texts_or_damage(tmp_pat
     with pytest.raises(ClassifierError, match="must end in .npz"):
         save_teacher_logits(tmp_path / "t.bin", np.zeros((10, 2)), reviews.texts, prov)
     assert not (tmp_path / "t.bin").exists()
+    with pytest.raises(ClassifierError, match="must end in .npz"):   # before the teacher is even looked for
+        write_teacher_logits(tmp_path / "t.bin", tmp_path / "no-such-teacher", reviews, tiny_cfg())
     assert text_key("é") != text_key("e") and len(text_key("x")) == 32
 
 
