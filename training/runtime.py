@@ -46,6 +46,7 @@ def resolve_precision(cfg: TrainConfig, device: torch.device, out_dir: Path, log
     import dataclasses
 
     from review_classifier.shared.atomic import atomic_write_text
+    from review_classifier.shared.provenance import machine
     from review_classifier.training.precision import choose_for_device
 
     choice = choose_for_device(cfg.precision, device)
@@ -53,10 +54,27 @@ def resolve_precision(cfg: TrainConfig, device: torch.device, out_dir: Path, log
     log(f"precision: {choice.used} (asked: {choice.requested}; {choice.reason})")
     if choice.warning:
         log(f"warning: {choice.warning}")
+    here = machine()
+    record = {**choice.to_dict(), "cpu": f"{here['cpu']} ({here['cpu_class']})"}
+    path = Path(out_dir) / "precision.json"
+    earlier = _read_json(path)
+    if earlier and (earlier.get("used"), earlier.get("cpu")) != (record["used"], record["cpu"]):
+        # a run resumed on another machine (bf16 on AMX, fp32 on AVX2-only): the steps before
+        # and after differ in precision, and the log says so
+        log(f"this run continues on another machine: its earlier steps used {earlier.get('used')} "
+            f"on {earlier.get('cpu', 'an unrecorded CPU')}, this one uses {record['used']} on {record['cpu']}")
+    record["machines"] = [*(earlier or {}).get("machines", []), {k: record[k] for k in ("used", "cpu")}]
     if dist_info()[0] == 0:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(out_dir) / "precision.json", json.dumps(choice.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return dataclasses.replace(cfg, precision=choice.used), choice
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def autocast_for(precision: str, device: torch.device):

@@ -61,5 +61,31 @@ def test_fit_records_the_choice(tiny_model_dir, tmp_path, monkeypatch, isa, used
     logged = []
     result = fit(cfg, load_model(cfg), tokenized, tmp_path, tokenizer=tok, log=logged.append)
     saved = json.loads((tmp_path / "precision.json").read_text())
-    assert saved["requested"] == "auto" and saved["used"] == used and result.precision == saved
+    assert saved["requested"] == "auto" and saved["used"] == used
+    assert result.precision == {k: v for k, v in saved.items() if k not in ("cpu", "machines")}
     assert any(m.startswith(f"precision: {used} (asked: auto;") for m in logged)
+
+
+def test_a_run_resumed_on_another_cpu_class_says_so(tiny_model_dir, tmp_path, monkeypatch):
+    """Steps on an AVX512_BF16 machine (bf16), then a resume on an AVX2-only one (fp32): the
+    run goes on, the log names both, and precision.json lists both machines in order."""
+    from tests.training.test_loop import tiny_cfg, toy_tokenized
+    from review_classifier.training.loop import fit
+    from review_classifier.training.model import load_model
+
+    tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=16)
+    runs = []
+    for isa, steps in ((AVX512_BF16, 2), (AVX2_ONLY, 4)):
+        monkeypatch.setattr(precision, "cpu_isa", lambda isa=isa: isa)
+        monkeypatch.setattr("review_classifier.shared.provenance.cpu_isa", lambda isa=isa: isa)
+        cfg = tiny_cfg(tiny_model_dir, tmp_path, "epochs=1", "precision=auto", "checkpoint_every=1",
+                       f"max_steps={steps}")
+        logged = []
+        fit(cfg, load_model(cfg), tokenized, tmp_path, tokenizer=tok, log=logged.append)
+        runs.append(logged)
+    assert not any("another machine" in m for m in runs[0])
+    moved = [m for m in runs[1] if "continues on another machine" in m]
+    assert len(moved) == 1 and "used bf16" in moved[0] and "uses fp32" in moved[0], runs[1]
+    assert any(m.startswith("resuming from") and "step 2" in m for m in runs[1])
+    saved = json.loads((tmp_path / "precision.json").read_text())
+    assert [m["used"] for m in saved["machines"]] == ["bf16", "fp32"]
