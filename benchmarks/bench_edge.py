@@ -5,10 +5,12 @@
 
 Measures, on one shuffled sample of reviews (fixed seed): reviews/s and peak RSS of
 `edge-classify` (a subprocess; RSS from os.wait4) with the int8 and the fp32 bundle; the same
-for the Hugging Face `pipeline("text-classification")` in PyTorch, in `--repeats` alternating
-rounds (median time, worst RSS; each run's rate is kept: this machine is shared); the cold start of
-`edge-classify` on a one-line input (median of 5, from the slim install an edge user has, and from
-the training venv); and the installed size of a fresh slim venv against the
+for the Hugging Face `pipeline("text-classification")` in PyTorch fp32 and, where the CPU computes
+bf16 natively (or with `--bf16-peers on`), for the bf16 peers of benchmarks/torch_peers.py (each
+in a process of its own), in `--repeats` alternating rounds (median time, worst RSS; each run's
+rate is kept: this machine is shared); each bundle's speed over the strongest of those peers; the
+cold start of `edge-classify` on a one-line input (median of 5, from the slim install an edge user
+has, and from the training venv); and the installed size of a fresh slim venv against the
 training venv. Writes results/bench_edge_<cpu class>.json (with provenance) and prints a markdown table.
 
 PyTorch baseline: every review is first cut exactly as the bundle's policy cuts it (shared.text
@@ -24,6 +26,7 @@ runtime under `qemu-x86_64 -cpu Haswell`; the JSON here points to it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gzip
 import json
@@ -38,6 +41,8 @@ import time
 import venv
 from pathlib import Path
 
+from benchmarks.torch_peers import (BF16_MODES, BF16_PEERS, PEERS, PeerProcess, bf16_skip_reason, peer_lines,
+                                    peer_record, pipeline_runner, vs_strongest_peer)
 from review_classifier.shared.provenance import cpu_isa, cpu_slug, data_file, provenance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,34 +110,6 @@ def cold_start(bundle: Path, repeats: int = 5, edge: Path = EDGE) -> float:
         subprocess.run([str(edge), "-m", str(bundle)], input=b"A fine film.\n", capture_output=True, check=True)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
-
-
-def torch_pipeline_runner(model_dir: Path, texts: list[str], policy, threads: int, batch_size: int):
-    """Load the HF pipeline once; each call of the result scores the texts (pre-cut by the bundle's
-    policy) in this process and returns wall time, peak RSS and labels."""
-    import resource
-
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
-
-    from review_classifier.training.text import encode_texts
-
-    torch.set_num_threads(threads)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    ids = encode_texts(texts, tokenizer, policy)
-    cut = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
-
-    def run() -> dict:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = pipe(cut, batch_size=batch_size, truncation=True, max_length=policy.max_length)
-        seconds = time.perf_counter() - start
-        # RSS of this (benchmark) process, which holds little besides the model and the sample
-        return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                "labels": [o["label"] for o in out]}
-    return run
 
 
 def summarise(runs: list[dict], n: int) -> dict:
@@ -233,6 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each variant; medians are reported")
     ap.add_argument("--skip-install-size", action="store_true")
+    ap.add_argument("--bf16-peers", choices=BF16_MODES, default="auto",
+                    help="the PyTorch bf16 peers: auto = where the CPU computes bf16 natively (AVX512_BF16/AMX)")
     ap.add_argument("--output", type=Path, default=None,
                     help="default: results/bench_edge_<cpu class>.json (for example bench_edge_avx2.json)")
     args = ap.parse_args(argv)
@@ -251,16 +230,24 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error("give --int8-bundle, --fp32-bundle and --torch-model, or --standin DIR")
     texts, truth = load_sample(args.data, args.n, args.seed)
     manifest, _ = load_bundle(args.fp32_bundle)
-    with tempfile.TemporaryDirectory() as tmp:
+    skip_bf16 = bf16_skip_reason(args.bf16_peers)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as peers:
         tmp = Path(tmp)
         sample = write_sample_csv(tmp / "sample.csv", texts, truth)
         # rounds alternate the variants, so a slow spell of this shared machine hits all of them
-        torch_run = torch_pipeline_runner(args.torch_model, texts, manifest.policy, threads, args.batch_size)
-        repeated: dict[str, list[dict]] = {"edge_int8": [], "edge_fp32": [], "torch_pipeline": []}
+        torch_run = pipeline_runner(args.torch_model, texts, manifest.policy, threads, args.batch_size)
+        bf16_runs = {k: peers.enter_context(PeerProcess(k, args.torch_model, texts, manifest.policy, threads,
+                                                        args.batch_size, tmp))
+                     for k in ([] if skip_bf16 else BF16_PEERS)}
+        repeated: dict[str, list[dict]] = {"edge_int8": [], "edge_fp32": [], "torch_pipeline": [],
+                                           **{k: [] for k in bf16_runs}}
         for _ in range(args.repeats):
             repeated["edge_int8"].append(run_edge(args.int8_bundle, sample, threads))
             repeated["edge_fp32"].append(run_edge(args.fp32_bundle, sample, threads))
             repeated["torch_pipeline"].append(torch_run())
+            for k, peer in bf16_runs.items():
+                repeated[k].append(peer.run())
+        peers.close()   # their memory back before the cold starts
         runs = {name: summarise(r, len(texts)) for name, r in repeated.items()}
         cold_training_venv = cold_start(args.int8_bundle)
         slim_mb = None if args.skip_install_size else slim_venv_size(tmp)
@@ -274,12 +261,17 @@ def main(argv: list[str] | None = None) -> dict:
                       "peak_rss_mb": r["peak_rss_mb"], "accuracy": accuracy(r["labels"], truth),
                       "agreement_with_torch": agreement(r["labels"], runs["torch_pipeline"]["labels"]),
                       "reviews_per_s_each": r["reviews_per_s_each"]}
+        if name in PEERS:
+            rows[name]["dtype"] = PEERS[name].dtype
     torch_rate = rows["torch_pipeline"]["reviews_per_s"]
+    peer_info = {k: peer_record(k, args.torch_model, args.batch_size, None if k in rows else skip_bf16)
+                 | {"process": "its own" if k in BF16_PEERS else "the benchmark's"}
+                 for k in PEERS}
     result = {
         "provenance": provenance({"test": data_file(args.data)}, threads=threads) | {"n": len(texts), "seed": args.seed,
                                                         "batch_size": args.batch_size, "repeats": args.repeats},
         "bundles": {"int8": str(args.int8_bundle), "fp32": str(args.fp32_bundle),
-                    "torch_model": str(args.torch_model), "base_model": manifest.base_model},
+                    "torch_model": str(args.torch_model), "base_model": manifest.base_model_name},
         "baseline": "HF pipeline('text-classification') on texts pre-cut by the bundle policy and decoded",
         "runs": rows,
         "int8_speedup_vs_torch": rows["edge_int8"]["reviews_per_s"] / torch_rate,
@@ -292,6 +284,11 @@ def main(argv: list[str] | None = None) -> dict:
         "training_venv_mb": train_mb,
         "slim_over_training": slim_mb / train_mb if slim_mb else None,
         "int8_avx2_only": avx2_note(cpu_isa()),
+        "bf16_peers": args.bf16_peers,
+        "cpu_native_bf16": bf16_skip_reason("auto") is None,
+        "pytorch_peers": peer_info,
+        **vs_strongest_peer({k: rows[k]["reviews_per_s"] for k in ("edge_int8", "edge_fp32")},
+                            {k: rows[k]["reviews_per_s"] for k in PEERS if k in rows}),
     }
     result["goals"] = goals(result)
     atomic_write_text(args.output or RESULTS_DIR / f"bench_edge_{cpu_slug()}.json", json.dumps(result, indent=2) + "\n")
@@ -308,6 +305,7 @@ def markdown(r: dict) -> str:
     lines += ["", f"- int8 speed-up vs torch: {r['int8_speedup_vs_torch']:.2f}x; fp32: {r['fp32_speedup_vs_torch']:.2f}x",
               f"- median of {r['provenance'].get('repeats', 1)} alternating run(s) each; int8 reviews/s per run: "
               f"{r['runs']['edge_int8'].get('reviews_per_s_each')}, pipeline: {r['runs']['torch_pipeline'].get('reviews_per_s_each')}",
+              *peer_lines(r, r["runs"]),
               f"- int8/fp32 label agreement: {r['int8_fp32_label_agreement']:.4f}",
               f"- cold start (one line, int8, median of 5): {r['cold_start_s']:.3f} s from the "
               f"{r.get('cold_start_from', 'training venv')}",
@@ -327,7 +325,9 @@ def goals(result: dict) -> dict[str, bool]:
             "cold start <= 0.3 s": result["cold_start_s"] <= 0.3,
             "peak RSS < 300 MB, int8 bundle": rows["edge_int8"]["peak_rss_mb"] < 300,
             "peak RSS < 300 MB, fp32 bundle": rows["edge_fp32"]["peak_rss_mb"] < 300,
-            "slim <= 1/5 training": bool(slim) and slim <= train / 5}
+            "slim <= 1/5 training": bool(slim) and slim <= train / 5} | (
+        {"int8 ahead of the strongest PyTorch peer": result["vs_strongest_pytorch_peer"]["edge_int8"] > 1}
+        if result.get("vs_strongest_pytorch_peer") else {})
 
 
 if __name__ == "__main__":

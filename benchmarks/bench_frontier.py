@@ -1,5 +1,7 @@
-"""The accuracy/speed frontier: each tier's bundle, TF-IDF + logistic regression and the Hugging
-Face pipeline on the same IMDB test reviews in one run, and what each review costs the CPU.
+"""The accuracy/speed frontier: each tier's bundle, TF-IDF + logistic regression and the PyTorch
+peers (benchmarks/torch_peers.py: the Hugging Face pipeline in fp32 and, where the CPU computes
+bf16 natively, in bf16, and a length-sorted bf16 loop) on the same IMDB test reviews in one run,
+and what each review costs the CPU.
 
     ./dev bench-frontier                       # the shipped default tier; ../shared/data/imdb
     ./dev bench-frontier --tier default=B8 --tier fast=F8 --torch-model runs/ship/best
@@ -9,8 +11,9 @@ process). Per bundle also the operations one review costs, counted from the ONNX
 shapes at the reviews' real token lengths (2 per multiply-add; int8 and fp32 apart), the
 operations per second achieved, and the CPU's bound for them: cores x clock x operations a
 cycle for the instruction set the kernels use (PEAK_OPS_PER_CYCLE; docs/decisions.md says where
-the figures come from). Writes results/bench_frontier_<cpu>.json and a PNG of accuracy against
-reviews/s.
+the figures come from; it has no bf16 column, so the bf16 peers get operations and GOPS achieved
+but no bound). Each tier's speed is also given over the strongest PyTorch peer of the run. Writes
+results/bench_frontier_<cpu>.json and a PNG of accuracy against reviews/s.
 """
 from __future__ import annotations
 
@@ -26,8 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import torch_peers
 from benchmarks.bench_edge import DATA, cold_start, dir_size_mb, load_sample, run_edge, write_sample_csv
 from benchmarks.bench_long import save_figure
+from benchmarks.torch_peers import (BF16_MODES, PEERS, PeerProcess, bf16_skip_reason, peer_lines, peer_record,
+                                    skip_reason, vs_strongest_peer)
 from review_classifier.shared.atomic import atomic_write_text
 from review_classifier.shared.provenance import cpu_isa, cpu_slug, data_file, provenance
 
@@ -44,6 +50,11 @@ PEAK_OPS_PER_CYCLE = {
     "zen4-avx512-vnni": {"fp32": 32, "int8": 128},
     "intel-avx512-vnni": {"fp32": 64, "int8": 256},
 }
+BATCH_SIZE = 32   # edge-classify's default --batch-size, which the bundle rows run with
+PEER_ROWS = {"torch_pipeline": "hf pipeline ({tier} model, fp32)",     # each PyTorch peer's row name
+             "torch_pipeline_bf16": "hf pipeline ({tier} model, bf16)",
+             "torch_sorted_bf16": "pytorch bf16, length-sorted batches ({tier} model)"}
+NO_TORCH_MODEL = "skipped: no --torch-model (the HF model folder of the first tier)"
 INT8_OPS = {"MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
 
 
@@ -112,8 +123,9 @@ def bound(ops: dict, peak: dict, cores: int, ghz: float) -> float:
     return 1.0 / seconds if seconds else float("nan")
 
 
+# peak RSS from VmHWM, the process's own: its ru_maxrss would carry this benchmark's (see torch_peers)
 _TFIDF_WORKER = """
-import json, pickle, resource, sys, time
+import json, pickle, sys, time
 t0 = time.perf_counter()
 vec, clf = pickle.load(open(sys.argv[1], "rb"))
 texts = json.load(open(sys.argv[2]))
@@ -122,7 +134,8 @@ cold = time.perf_counter() - t0
 t1 = time.perf_counter()
 pred = clf.predict(vec.transform(texts)).tolist()
 print(json.dumps({"cold_start_s": cold, "seconds": time.perf_counter() - t1, "pred": pred,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
+                                 / 1024}))
 """
 
 
@@ -131,7 +144,7 @@ def tfidf_row(train_csv: Path, texts: list[str], gold: list[str], work: Path) ->
     then scored in a fresh process: its cold start includes loading the pickled model."""
     from sklearn.linear_model import LogisticRegression
 
-    from benchmarks.baseline_tfidf import _clean, make_vectorizer
+    from review_classifier.training.tfidf import clean_for_tfidf, make_vectorizer
     from benchmarks.bench_long import read_labelled
 
     train_texts, train_labels = read_labelled(train_csv, 0, 0, "review", "sentiment")
@@ -140,9 +153,9 @@ def tfidf_row(train_csv: Path, texts: list[str], gold: list[str], work: Path) ->
     clf = LogisticRegression(C=4.0, max_iter=2000).fit(vec.fit_transform(train_texts), train_labels)
     fit_s = time.perf_counter() - t0
     model, sample = work / "tfidf.pkl", work / "texts.json"
-    vec.preprocessor = None   # a lambda-free pickle; _clean is applied below before scoring instead
+    vec.preprocessor = None   # a lambda-free pickle; clean_for_tfidf is applied below before scoring instead
     pickle.dump((vec, clf), open(model, "wb"))
-    sample.write_text(json.dumps([_clean(t) for t in texts]))
+    sample.write_text(json.dumps([clean_for_tfidf(t) for t in texts]))
     cold = []
     for _ in range(3):
         p = subprocess.run([sys.executable, "-c", _TFIDF_WORKER, str(model), str(sample)], capture_output=True,
@@ -155,53 +168,27 @@ def tfidf_row(train_csv: Path, texts: list[str], gold: list[str], work: Path) ->
             "command": "TfidfVectorizer(1-2 grams, min_df 2, sublinear tf) + LogisticRegression(C=4) on the 25k train"}
 
 
-_PIPELINE_COLD = """
-import sys, time
-t0 = time.perf_counter()
-import torch
-from transformers import pipeline
-torch.set_num_threads(int(sys.argv[2]))
-pipe = pipeline("text-classification", model=sys.argv[1], device="cpu")
-pipe(["A fine film."])
-print(time.perf_counter() - t0)
-"""
-
-
-_PIPELINE_WORKER = """
-import json, sys
-from benchmarks.bench_edge import torch_pipeline_runner
-from review_classifier.shared.text import TextPolicy
-model_dir, texts, policy, threads = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), int(sys.argv[4])
-run = torch_pipeline_runner(model_dir, texts, TextPolicy.from_dict(policy), threads, batch_size=32)
-run()                                     # warm-up
-print(json.dumps(run()))
-"""
-
-
-def pipeline_row(model_dir: Path, texts: list[str], gold: list[str], policy, threads: int, costs: dict,
-                 lengths: list[int], work: Path) -> dict:
-    """The HF pipeline in a process of its own, so its peak RSS is the pipeline's alone."""
-    sample, pol = work / "pipeline_texts.json", work / "policy.json"
-    sample.write_text(json.dumps(texts))
-    pol.write_text(json.dumps(policy.to_dict()))
-    p = subprocess.run([sys.executable, "-c", _PIPELINE_WORKER, str(model_dir), str(sample), str(pol), str(threads)],
-                       capture_output=True, text=True, cwd=REPO)
-    if p.returncode:
-        raise SystemExit(f"bench-frontier: the HF pipeline run failed: {p.stderr[-2000:]}")
-    r = json.loads(p.stdout.strip().splitlines()[-1])
-    cold = sorted(float(subprocess.run([sys.executable, "-c", _PIPELINE_COLD, str(model_dir), str(threads)],
-                                       capture_output=True, text=True, check=True).stdout) for _ in range(3))[1]
+def peer_row(peer: str, model_dir: Path, texts: list[str], gold: list[str], policy, threads: int, costs: dict,
+             lengths: list[int], work: Path) -> dict:
+    """A PyTorch peer in a process of its own, so its peak RSS is its alone: a warm-up, then a timed run."""
+    with PeerProcess(peer, model_dir, texts, policy, threads, BATCH_SIZE, work) as proc:
+        proc.run()
+        r = proc.run()
     labels = [lab.lower() for lab in r["labels"]]
-    return {"kind": "hf-pipeline", "accuracy": float(np.mean([a == b for a, b in zip(labels, gold)])),
+    p = PEERS[peer]
+    ops = review_ops(costs, lengths, all_fp32=True)
+    return {"kind": p.kind, "peer": peer, "dtype": p.dtype,
+            "accuracy": float(np.mean([a == b for a, b in zip(labels, gold)])),
             "reviews_per_s": len(texts) / r["seconds"], "peak_rss_mb": r["peak_rss_mb"],
-            "size_mb": dir_size_mb(model_dir), "cold_start_s": cold,
-            "ops_per_review": review_ops(costs, lengths, all_fp32=True),
-            "command": f"transformers pipeline('text-classification', {model_dir}), torch fp32, batch 32, "
-                       f"texts pre-cut by the bundle's policy (a process of its own)"}
+            "size_mb": dir_size_mb(model_dir),
+            "cold_start_s": torch_peers.cold_start(peer, model_dir, threads, policy),
+            # PEAK_OPS_PER_CYCLE has no bf16 column, so a bf16 row gets no bound
+            **({"ops_per_review": ops} if p.dtype == "fp32" else {"bf16_ops_per_review": ops["fp32"]}),
+            "command": p.command(model_dir, BATCH_SIZE) + " (a process of its own)"}
 
 
 def bundle_row(name: str, bundle: Path, csv_path: Path, texts: list[str], gold: list[str], threads: int,
-               windows: int | None) -> tuple[dict, dict, list[int]]:
+               windows: int | None) -> tuple[dict, dict, list[int], object]:
     from review_classifier.edge.model import EdgeClassifier
 
     clf = EdgeClassifier(bundle, threads=1, windows=windows)
@@ -214,14 +201,14 @@ def bundle_row(name: str, bundle: Path, csv_path: Path, texts: list[str], gold: 
     ops = review_ops(costs, lengths)
     ops = {k: v * per_review_inputs for k, v in ops.items()}
     return ({"kind": "bundle", "tier": name, "precision": clf.manifest.precision, "windows": clf.policy.windows,
-             "max_length": clf.policy.max_length, "base_model": clf.manifest.base_model,
+             "max_length": clf.policy.max_length, "base_model": clf.manifest.base_model_name,
              "accuracy": float(np.mean([a == b for a, b in zip(r["labels"], gold)])),
              "reviews_per_s": len(texts) / r["seconds"], "peak_rss_mb": r["peak_rss_mb"],
              "size_mb": dir_size_mb(bundle), "cold_start_s": cold_start(bundle, repeats=3),
              "ops_per_review": ops, "model_inputs_per_review": per_review_inputs,
              "mean_tokens_per_input": float(np.mean(lengths)),
              "command": f"edge-classify -m {bundle}" + (f" --windows {windows}" if windows else "")},
-            costs, lengths)
+            costs, lengths, clf.policy)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -239,6 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--bf16-peers", choices=BF16_MODES, default="auto",
+                    help="the PyTorch bf16 peers: auto = where the CPU computes bf16 natively (AVX512_BF16/AMX)")
     ap.add_argument("--out", type=Path, default=None, help="[default: results/bench_frontier_<cpu>.json]")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -259,41 +248,53 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         csv_path = write_sample_csv(work / "sample.csv", texts, gold)
-        first_costs = first_lengths = None
+        first_costs = first_lengths = first_policy = None
         for i, (name, path) in enumerate(tiers):
             variants = [None] + (list(args.windows) if i == 0 else [])
             for windows in variants:
                 key = name if windows is None else f"{name} windows={windows}"
                 print(f"bench-frontier: {key} ...", file=sys.stderr, flush=True)
-                row, costs, lengths = bundle_row(name, Path(path), csv_path, texts, gold, threads, windows)
+                row, costs, lengths, policy = bundle_row(name, Path(path), csv_path, texts, gold, threads, windows)
                 rows[key] = row
                 if i == 0 and windows is None:
-                    first_costs, first_lengths = costs, lengths
+                    first_costs, first_lengths, first_policy = costs, lengths, policy
         print("bench-frontier: tf-idf ...", file=sys.stderr, flush=True)
         rows["tf-idf + logistic regression"] = tfidf_row(args.train, texts, gold, work)
-        if args.torch_model:
-            print("bench-frontier: hf pipeline ...", file=sys.stderr, flush=True)
-            from review_classifier.edge.model import EdgeClassifier
-
-            policy = EdgeClassifier(Path(tiers[0][1]), threads=1).policy
-            rows[f"hf pipeline ({tiers[0][0]} model, fp32)"] = pipeline_row(
-                args.torch_model, texts, gold, policy, threads, first_costs, first_lengths, work)
+        peers = {}
+        for peer in PEERS:
+            name = PEER_ROWS[peer].format(tier=tiers[0][0])
+            skipped = skip_reason(peer, args.bf16_peers, isa) if args.torch_model else NO_TORCH_MODEL
+            peers[name] = peer_record(peer, args.torch_model, BATCH_SIZE, skipped)
+            if not skipped:
+                print(f"bench-frontier: {name} ...", file=sys.stderr, flush=True)
+                rows[name] = peer_row(peer, args.torch_model, texts, gold, first_policy, threads, first_costs,
+                                      first_lengths, work)
     for row in rows.values():
         if "ops_per_review" in row:
             ops = row["ops_per_review"]
             row["achieved_gops"] = (ops["int8"] + ops["fp32"]) * row["reviews_per_s"] / 1e9
             row["bound_reviews_per_s"] = bound(ops, peak, threads, ghz)
             row["share_of_bound"] = row["reviews_per_s"] / row["bound_reviews_per_s"]
-    pipe = next((r for r in rows.values() if r["kind"] == "hf-pipeline"), None)
+        elif "bf16_ops_per_review" in row:
+            row["achieved_gops"] = row["bf16_ops_per_review"] * row["reviews_per_s"] / 1e9
+    pipe = next((r for r in rows.values() if r.get("peer") == "torch_pipeline"), None)
     for row in rows.values():
         if pipe and row["kind"] == "bundle":
             row["speed_vs_hf_pipeline"] = row["reviews_per_s"] / pipe["reviews_per_s"]
+    strongest = vs_strongest_peer({k: r["reviews_per_s"] for k, r in rows.items() if r["kind"] == "bundle"},
+                                  {k: r["reviews_per_s"] for k, r in rows.items() if "peer" in r})
+    for name, ratio in strongest["vs_strongest_pytorch_peer"].items():
+        rows[name]["speed_vs_strongest_pytorch_peer"] = ratio
     result = {
-        "what": "every tier's bundle, TF-IDF + LR and the HF pipeline on the same IMDB test reviews, one run",
+        "what": "every tier's bundle, TF-IDF + LR and the PyTorch peers on the same IMDB test reviews, one run",
         "reviews": len(texts), "sample_seed": args.seed, "threads": threads,
         "peak": {"family": family, "ops_per_cycle_per_core": peak, "cores": threads, "clock_ghz": ghz,
                  "int8_gops": peak["int8"] * threads * ghz, "fp32_gflops": peak["fp32"] * threads * ghz},
         "rows": rows,
+        "bf16_peers": args.bf16_peers,
+        "cpu_native_bf16": bf16_skip_reason("auto", isa) is None,
+        "pytorch_peers": peers,
+        **strongest,
         "provenance": provenance({"test": data_file(args.data), "train": data_file(args.train)},
                                  packages=("review-classifier", "onnxruntime", "torch", "transformers",
                                            "scikit-learn", "numpy")),
@@ -314,6 +315,13 @@ def markdown(result: dict) -> str:
         share = f"{r['share_of_bound']:.0%}" if "share_of_bound" in r else ""
         lines.append(f"| {name} | {r['accuracy']:.4f} | {r['reviews_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['size_mb']:.1f} | {r['cold_start_s']:.2f} | {gops} | {share} |")
+    rows = result["rows"]
+    lines += ["", *peer_lines(result, rows)]
+    for name in result["behind_strongest_pytorch_peer"]:
+        peer = rows[result["strongest_pytorch_peer"]]
+        tier = rows[name]
+        lines.append(f"- {name} is behind it: {tier['achieved_gops']:.0f} GOPS, {tier['share_of_bound']:.0%} of this "
+                     f"CPU's bound for its operations; the peer: {peer['achieved_gops']:.0f} GOPS ({peer['dtype']})")
     return "\n".join(lines)
 
 
@@ -322,11 +330,17 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
+    # named in the legend, not beside the points: the PyTorch peers often sit close together
     for name, r in result["rows"].items():
-        marker = {"bundle": "o", "tfidf": "s", "hf-pipeline": "^"}[r["kind"]]
-        ax.scatter(r["reviews_per_s"], r["accuracy"], marker=marker, s=60)
-        ax.annotate(name, (r["reviews_per_s"], r["accuracy"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        marker = {"bundle": "o", "tfidf": "s", "hf-pipeline": "^", "pytorch": "D"}[r["kind"]]
+        ax.scatter(r["reviews_per_s"], r["accuracy"], marker=marker, s=60, label=name)
+    best = result.get("strongest_pytorch_peer")
+    if best:
+        ax.axvline(result["rows"][best]["reviews_per_s"], color="grey", linestyle="--", linewidth=0.8,
+                   label="the strongest PyTorch peer's speed")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)
+    ax.margins(x=0.15, y=0.12)
     ax.set_xscale("log")
     ax.set_xlabel("reviews/s (log scale)")
     ax.set_ylabel("accuracy")

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or Path(f"results/bench_long_{slug}.json")
     report = {
         "what": "one bundle, IMDB test reviews, accuracy by token length (specials included) under each windows setting",
-        "bundle": {"path": str(bundle), "base_model": m.base_model, "precision": m.precision,
+        "bundle": {"path": str(bundle), "base_model": m.base_model_name, "precision": m.precision,
                    "max_length": policy.max_length, "truncation": policy.truncation,
                    "window_overlap": policy.window_overlap},
         "reviews": len(texts), "sample_seed": args.seed,

@@ -15,6 +15,7 @@ from review_classifier.edge.records import Record
 from review_classifier.shared.calibration import uncalibrate
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.labels import LabelMap, default_aliases_for
+from review_classifier.shared.text import is_blank
 
 EMPTY_POLICIES = ("mark", "error")
 
@@ -30,6 +31,8 @@ class Summary:
     confidence: list[float] = field(default_factory=list)      # top probability per scored record (--eval)
     raw_confidence: list[float] = field(default_factory=list)  # the same without the bundle's temperature
     correct: list[bool] = field(default_factory=list)
+    truth: list[int] = field(default_factory=list)       # true and predicted class id per scored record (--eval)
+    predicted: list[int] = field(default_factory=list)
 
     COUNTERS = ("records", "empty", "empty_count", "rejected", "rejected_at")
 
@@ -76,13 +79,13 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
 
     def texts() -> Iterator[str]:
         for rec in records:
-            if rec.error is None and rec.text.strip():
+            if rec.error is None and not is_blank(rec.text):
                 pending.append(rec._replace(text=""))   # keep label and place, not the text
                 yield rec.text
                 continue
             if rec.error is None and empty == "error":
                 if rejects is None:
-                    raise ClassifierError(f"{rec.where}: empty text; remove it or use --empty mark")
+                    raise empty_text_error(rec.where)
                 rec = rec._replace(error="empty text")
             if rec.error is not None:
                 if rejects is None:
@@ -111,6 +114,8 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
             truth, guess = label_map.to_id(rec.label, rec.where), int(probs.argmax())
             summary.confusion[truth, guess] += 1
             summary.correct.append(truth == guess)
+            summary.truth.append(truth)
+            summary.predicted.append(guess)
             summary.confidence.append(float(probs[guess]))
             if clf.temperature != 1.0:
                 summary.raw_confidence.append(float(uncalibrate(probs, clf.temperature).max()))
@@ -134,6 +139,11 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
         if bar is not None:
             bar.close()
     return summary
+
+
+def empty_text_error(where: str) -> ClassifierError:
+    """--empty error: the one line for the first empty text (both engines)."""
+    return ClassifierError(f"{where}: empty text; remove it or use --empty mark")
 
 
 def _label_map(labels: list[str], aliases: dict | None = None) -> LabelMap:

@@ -19,9 +19,11 @@ from pathlib import Path
 import click
 
 from review_classifier.edge.output import OUTPUT_FORMATS, Formatter
+from review_classifier.edge.paths import Written, check_paths, output_files
 from review_classifier.edge.records import (DEFAULT, INPUT_FORMATS, ON_ERROR, STDIN, expand_sources, format_of,
                                             read_records)
 from review_classifier.shared.atomic import atomic_path
+from review_classifier.edge.resume import WriteError, write_error
 from review_classifier.shared.errors import BundleError, ClassifierError
 
 PROG = "edge-classify"
@@ -59,13 +61,22 @@ label and an empty probability (null in JSONL), in place, plus a count on stderr
 label column, else 'sentiment'; JSONL --label-field, default 'label'; label names, or the
 aliases the bundle's training data used, such as 0/1 and neg/pos for IMDB). Prints
 accuracy, macro F1, per-class scores and the confusion matrix on stdout; predictions are then
-written only with --output. Empty texts are left out of the metrics.
+written only with --output. Empty texts are left out of the metrics. Also reported: accuracy,
+macro F1 and counts by length in the model's tokens, by truncation and by the values of
+--slice-column COL, each with a 95% interval (slices under 100 texts marked); --report DIR
+writes the figures (PNG + JSON) and a self-contained report.html.
 
 The bundle: --model, else $EDGE_CLASSIFY_MODEL, else one installed with `train-classify pipeline
 --install`, else the trained default model shipped with this package (--info says which).
 Exit codes: 0 ok (also when the reader of stdout goes away, as with '| head'), 2 bad input
-or flag, 3 missing/corrupt bundle, 4 done but some records rejected (--on-error skip), 130
-interrupted (FILE.partial kept for --resume when every input is a file; else removed).
+or flag, 3 missing/corrupt bundle, 4 done but some records rejected (--on-error skip), 5 an
+output could not be written (disk full, file-size limit; FILE.partial kept for --resume when
+every input is a file), 130 interrupted (likewise).
+
+Nothing given is overwritten: a path to be written (--output and its .partial, journal and
+lock, --rejects, --eval-json, stdout as a file) that is an input or another written path under
+any spelling (links, sub/..) stops the run before anything is opened (exit 2). One run at a
+time writes --output FILE.
 """
 REJECTED_EXIT = 4
 
@@ -94,6 +105,8 @@ class ScoreOptions:
     address: str | None = None
     id_column: str | None = None
     actors: int | None = None
+    slice_column: str | None = None   # --eval: also accuracy by this column's values
+    report: Path | None = None        # --eval: figures and report.html in this folder (edge.report)
 
     def check(self) -> None:
         if self.input_format not in INPUT_FORMATS:
@@ -109,6 +122,13 @@ class ScoreOptions:
             raise ClassifierError("--eval needs labelled input: CSV, JSONL or Parquet (--input-format)")
         if self.eval_json is not None and not self.evaluate:
             raise ClassifierError("--eval-json goes with --eval")
+        for flag, value in (("--slice-column", self.slice_column), ("--report", self.report)):
+            if value is not None and not self.evaluate:
+                raise ClassifierError(f"{flag} goes with --eval")
+        if self.report is not None:
+            from review_classifier.edge.report import require_matplotlib
+
+            require_matplotlib()   # before the scoring, not after it
         if (self.on_error == "skip") != (self.rejects is not None):
             raise ClassifierError("--on-error skip and --rejects FILE go together (skipped records must go somewhere)")
         if self.engine == "ray":
@@ -123,12 +143,7 @@ class ScoreOptions:
         for flag, value in (("--address", self.address), ("--id-column", self.id_column), ("--actors", self.actors)):
             if value is not None:
                 raise ClassifierError(f"{flag} goes with --engine ray")
-        if self.output is not None:
-            check_output_path(self.output)
-        if self.rejects is not None:
-            check_output_path(self.rejects, "--rejects")
-            if self.output is not None and self.rejects.absolute() == self.output.absolute():
-                raise ClassifierError("--rejects and --output must be different files")
+        check_paths(self.sources, self.written())
         if self.resume:
             if self.output is None:
                 raise ClassifierError("--resume needs --output FILE (the run it continues)")
@@ -149,6 +164,18 @@ class ScoreOptions:
             raise ClassifierError("--engine ray writes --format parquet (the default) or jsonl")
         if self.output.exists() or self.output.is_symlink():
             raise ClassifierError(f"--output {self.output} exists; --engine ray writes a new folder (choose another)")
+        check_paths(self.sources, self.written())
+
+    def written(self) -> list[Written]:
+        """Every path this run may write (edge.paths checks them against the inputs and each other)."""
+        files = []
+        if self.output is not None:
+            files += [Written("--output", self.output)] if self.engine == "ray" else output_files("--output", self.output)
+        if self.rejects is not None:
+            files += output_files("--rejects", self.rejects)
+        if self.eval_json is not None:
+            files.append(Written("--eval-json", self.eval_json))
+        return files
 
     @property
     def resumable(self) -> bool:
@@ -157,21 +184,6 @@ class ScoreOptions:
 
 
 ENGINES = ("local", "ray")
-
-
-def check_output_path(path: Path, flag: str = "--output") -> None:
-    """--output must be a regular file or not exist yet, in a folder that exists or can be made:
-    an existing folder, device or pipe is never replaced."""
-    if path.is_symlink() and not path.exists():
-        raise ClassifierError(f"{flag} {path} is a broken symbolic link; refusing to write through it")
-    if path.exists() and not path.is_file():
-        kind = "a folder" if path.is_dir() else "not a regular file"
-        raise ClassifierError(f"{flag} {path} exists and is {kind}; refusing to replace it (choose a file path)")
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ClassifierError(f"cannot write {flag} {path}: {parent} is a file, not a folder")
-            break
 
 
 @click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -206,6 +218,11 @@ def check_output_path(path: Path, flag: str = "--output") -> None:
 @click.option("--eval", "evaluate", is_flag=True, help="Compare with the input's labels; report on stdout")
 @click.option("--eval-json", type=click.Path(path_type=Path), default=None,
               help="With --eval: also write the report as JSON here (atomically)")
+@click.option("--slice-column", "--slice-field", "slice_column", default=None,
+              help="With --eval: also accuracy, macro F1 and counts by this column's values (e.g. a product line)")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="With --eval: write the figures (PNG + JSON) and a self-contained report.html into this folder "
+                   "(needs matplotlib: pip install 'review-classifier[report]')")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--windows", type=click.IntRange(min=1), default=None,
               help="Texts longer than the model's max_length: read up to N windows of it and average "
@@ -232,10 +249,12 @@ def run(opts: ScoreOptions) -> int:
     """The whole command; returns the exit code. User errors become one line on stderr."""
     try:
         code = _score(opts)
-        sys.stdout.flush()
+        _flush_stdout()
         return code or 0
     except ClassifierError as e:
         _say(f"error: {e}")
+        if isinstance(e, StdoutError):   # the interpreter's last flush must not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return e.exit_code
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. Point stdout at /dev/null so the
@@ -245,6 +264,11 @@ def run(opts: ScoreOptions) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except ImportError as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):   # Ctrl-C while onnxruntime's extension loaded
+            _say("interrupted")
+            return 130
+        raise
 
 
 def describe(model: Path | None) -> int:
@@ -261,7 +285,7 @@ def describe(model: Path | None) -> int:
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     lines = [f"bundle      {path} ({source})",
              f"labels      {', '.join(m.labels)}",
-             f"model       {m.precision} ONNX, base {(m.training or {}).get('model') or m.base_model}, "
+             f"model       {m.precision} ONNX, base {m.base_model_name}, "
              f"{size / 1e6:.1f} MB, created {m.created_at} (review-classifier {m.package_version})",
              f"text        {m.policy.max_length} tokens, {m.policy.truncation}"]
     test = (m.metrics or {}).get("test_edge")
@@ -299,52 +323,77 @@ def _score(opts: ScoreOptions) -> None:
         raise ClassifierError(f"--top-k {opts.top_k} is more than the bundle's {clf.num_labels} labels")
     formatter = Formatter(opts.output_format, clf.labels, opts.top_k)
     read = partial(read_records, opts.sources, opts.input_format, opts.text_field, label_field, opts.errors,
-                   opts.on_error, columns=clf.manifest.data)
+                   opts.on_error, columns=clf.manifest.data, id_field=opts.slice_column, id_flag="--slice-column")
+    probe = None
+    if opts.evaluate:   # each scored record's length and --slice-column value, for the slices
+        from review_classifier.edge.eval_slices import SliceProbe
+
+        probe = SliceProbe(clf, opts.slice_column)
+        read = probe.reader(read)
     run_records = partial(classify_records, clf=clf, formatter=formatter, empty=opts.empty,
                           evaluate=opts.evaluate, progress=sys.stderr.isatty())
-    if opts.output is not None and opts.resumable and not opts.evaluate:
-        summary = _score_resumable(opts, clf, read, run_records)
+    if opts.output is not None:
+        from review_classifier.edge.resume import OutputLock
+
+        with OutputLock(opts.output) as lock:
+            if opts.resumable and not opts.evaluate:
+                summary = _score_resumable(opts, clf, read, run_records, lock)
+            else:
+                summary = _score_to_file(opts, read, run_records)
+                lock.record_finished(None)
         if summary is None:
             return None
-    elif opts.output is not None:
-        with _rejects_file(opts) as rejects, atomic_path(opts.output) as tmp, \
-                open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            summary = run_records(read(), out=out, rejects=rejects)
     else:
         sys.stdout.reconfigure(encoding="utf-8", newline="\n")
         with _rejects_file(opts) as rejects:
-            summary = run_records(read(), out=None if opts.evaluate else sys.stdout, rejects=rejects)
+            summary = run_records(read(), out=None if opts.evaluate else _STDOUT, rejects=rejects)
     if summary.empty_count:
         _say(f"warning: {summary.empty_count} empty text(s) got an empty label "
              f"(first at {'; '.join(summary.empty)}); --empty error refuses them")
     if opts.evaluate:
-        _report(opts, bundle, clf, summary)
+        _report(opts, bundle, clf, summary, probe)
     return _summarise(summary, opts)
 
 
-def _score_resumable(opts: ScoreOptions, clf, read, run_records):
+def _score_to_file(opts: ScoreOptions, read, run_records):
+    """--output FILE that cannot be resumed (stdin, --eval): written atomically, or not at all."""
+    try:
+        with _rejects_file(opts) as rejects, atomic_path(opts.output) as tmp, \
+                open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            return run_records(read(), out=out, rejects=rejects)
+    except WriteError:
+        raise
+    except OSError as e:   # the temporary file beside FILE is gone again; FILE is as it was
+        raise WriteError(f"cannot write --output {opts.output}: {e.strerror or e}; nothing was written") from None
+
+
+def _score_resumable(opts: ScoreOptions, clf, read, run_records, lock):
     """--output FILE from input files: FILE.partial with a journal, so that --resume can go on."""
     from review_classifier.edge.classify import Summary
     from review_classifier.edge.resume import ResumableOutput, partial_path
 
     identity = run_identity(opts, clf)
-    out = ResumableOutput(opts.output, opts.rejects, identity, opts.resume, say=_say)
+    out = ResumableOutput(opts.output, opts.rejects, identity, opts.resume, say=_say, lock=lock)
     if out.done:
         return None
+    kept = (f"{partial_path(opts.output)} keeps the records of its last checkpoint "
+            f"({{:,}}): the same command with --resume continues")
     try:
         start = Summary.from_counters(out.counters)
         summary = run_records(read(skip=start.records), out=out, start=start, write_header=out.fresh,
                               rejects=out.reject if opts.rejects else None,
                               checkpoint=lambda s: out.maybe_checkpoint(s.counters()))
+        out.finish()
     except (KeyboardInterrupt, SystemExit):
         out.keep()
-        _say(f"stopped; {partial_path(opts.output)} keeps the records of its last checkpoint "
-             f"({out.counters['records']:,}): the same command with --resume continues")
+        _say("stopped; " + kept.format(out.counters["records"]))
         raise
+    except WriteError as e:   # disk full, a file-size limit: what is on disk stays for --resume
+        out.keep()
+        raise WriteError(f"{e}; " + kept.format(out.counters["records"])) from None
     except BaseException:
         out.discard()
         raise
-    out.finish()
     return summary
 
 
@@ -379,14 +428,22 @@ def _summarise(summary, opts: ScoreOptions) -> int | None:
     return REJECTED_EXIT
 
 
-def _report(opts: ScoreOptions, bundle: Path, clf, summary) -> None:
-    """--eval: metrics and calibration on stdout; with --eval-json, also a JSON with provenance."""
+def _report(opts: ScoreOptions, bundle: Path, clf, summary, probe) -> None:
+    """--eval: metrics, calibration and slices on stdout; with --eval-json, also a JSON with
+    provenance; with --report, the figures and report.html."""
     from review_classifier.shared.metrics import format_report, report_from_confusion
+    from review_classifier.shared.slices import format_slices
 
-    report = {**report_from_confusion(summary.confusion, clf.labels), **summary.calibration(clf.temperature)}
-    print(format_report(report))
-    print(f"\ncalibration: ECE {report['ece']:.4f} (temperature {clf.temperature:.3f}; "
-          f"{report['ece_uncalibrated']:.4f} without it)")
+    report = {**report_from_confusion(summary.confusion, clf.labels), **summary.calibration(clf.temperature),
+              "slices": probe.report(summary.truth, summary.predicted, clf.labels)}
+    _STDOUT.write(format_report(report) + "\n")
+    _STDOUT.write(f"\ncalibration: ECE {report['ece']:.4f} (temperature {clf.temperature:.3f}; "
+                  f"{report['ece_uncalibrated']:.4f} without it)\n")
+    _STDOUT.write("\n" + format_slices(report["slices"]) + "\n")
+    if opts.report is not None:
+        from review_classifier.edge.report import write_eval_report
+
+        _say(f"report: {write_eval_report(opts.report, report, summary, clf, bundle)}")
     if opts.eval_json is None:
         return
     import json
@@ -396,14 +453,47 @@ def _report(opts: ScoreOptions, bundle: Path, clf, summary) -> None:
 
     m = clf.manifest
     quant = m.quantization
-    atomic_write_text(opts.eval_json, json.dumps({
-        **report, "bundle": str(bundle), "precision": m.precision, "base_model": m.base_model,
+    text = json.dumps({
+        **report, "bundle": str(bundle), "precision": m.precision, "base_model": m.base_model_name,
         "model_bytes": (clf.folder / m.model_file).stat().st_size, "bundle_metrics": m.metrics,
         "quantization": {k: quant[k] for k in ("approach", "chosen", "agreement", "reduce_range",
                                                "int8_weight_range") if k in quant},
         "provenance": provenance({"inputs": [data_file(s) if s != STDIN else {"source": "stdin"}
                                              for s in opts.sources]}, packages=EDGE_PACKAGES),
-    }, indent=2) + "\n")
+    }, indent=2) + "\n"
+    try:
+        atomic_write_text(opts.eval_json, text)
+    except OSError as e:
+        raise write_error(f"--eval-json {opts.eval_json}", e) from None
+
+
+class StdoutError(WriteError):
+    """stdout could not be written (`> /dev/full`, a full disk)."""
+
+
+class _Stdout:
+    """sys.stdout for the records and the --eval report: a failed write is one line, not a
+    traceback (a reader that went away stays BrokenPipeError, which `run` treats as the end)."""
+
+    def write(self, text: str) -> None:
+        try:
+            sys.stdout.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutError(str(write_error("stdout", e))) from None
+
+
+_STDOUT = _Stdout()
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise StdoutError(str(write_error("stdout", e))) from None
 
 
 def _say(message: str) -> None:

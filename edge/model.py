@@ -20,7 +20,7 @@ import numpy as np
 
 from review_classifier.shared.bundle import ORT_DISABLED_OPTIMIZERS, Manifest, load_bundle
 from review_classifier.shared.errors import BundleError
-from review_classifier.shared.text import build_windows, normalize_text, pool_windows
+from review_classifier.shared.text import build_windows, is_blank, normalize_text, pool_windows
 
 WINDOW_BATCHES = 64   # batches sorted together by length; bounds memory and output latency
 ENCODE_CHUNK = 256    # texts tokenised per call; only their truncated ids are kept
@@ -34,9 +34,12 @@ KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class Prediction(NamedTuple):
-    label: str
-    probability: float                  # of `label`, temperature-calibrated where the bundle says so
-    probabilities: dict[str, float]     # every label's
+    label: str | None                   # None: an empty text, which gets no prediction
+    probability: float                  # of `label`, temperature-calibrated where the bundle says so (nan: empty)
+    probabilities: dict[str, float]     # every label's ({} for an empty text)
+
+
+NO_PREDICTION = Prediction(None, float("nan"), {})
 
 
 class EdgeClassifier:
@@ -107,29 +110,62 @@ class EdgeClassifier:
         encodings = self._tokenizer.encode_batch(normed, add_special_tokens=False)
         return [build_windows(e.ids, m.prefix_ids, m.suffix_ids, policy) for e in encodings]
 
-    def predict(self, texts: Iterable[str]) -> list[Prediction]:
+    # The Python API's rules, as the CLI's: `texts` is a list (or any iterable) of str, and a bare
+    # str is one text (as in Hugging Face's pipeline); an item that is not a str is a TypeError
+    # naming its index; an empty or whitespace-only text gets no prediction (NO_PREDICTION, a row
+    # of NaN from predict_proba and logits), in its place, never an invented label.
+
+    def predict(self, texts: str | Iterable[str]) -> list[Prediction]:
         """The top label, its probability and every label's, per text, in input order."""
         return list(self.predict_stream(texts))
 
-    def predict_stream(self, texts: Iterable[str]) -> Iterator[Prediction]:
+    def predict_stream(self, texts: str | Iterable[str]) -> Iterator[Prediction]:
         """`predict` for an iterable of any length (bounded memory)."""
-        for row in self.score_stream(texts):
+        for row in self._rows(texts, self.score_stream):
+            if row is None:
+                yield NO_PREDICTION
+                continue
             best = int(row.argmax())
             yield Prediction(self.labels[best], float(row[best]),
                              {name: float(p) for name, p in zip(self.labels, row)})
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
         """Class probabilities, shape (len(texts), num_labels), float32, in input order."""
-        rows = list(self.score_stream(texts))
-        if not rows:
-            return np.zeros((0, self.num_labels), dtype=np.float32)
-        return np.stack(rows)
+        return self._stack(self._rows(texts, self.score_stream))
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
+    def logits(self, texts: str | Sequence[str]) -> np.ndarray:
         """Raw logits (windows pooled, before the temperature), shape (len(texts), num_labels):
         what a distillation teacher hands its student."""
-        blocks = list(self._logit_blocks(texts))
-        return np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, self.num_labels), np.float32)
+        return self._stack(self._rows(texts, lambda t: (row for block in self._logit_blocks(t) for row in block)))
+
+    def _rows(self, texts, score) -> Iterator[np.ndarray | None]:
+        """score(non-empty texts) row by row, with None in the places of the empty ones."""
+        if isinstance(texts, str):
+            texts = [texts]
+        places: deque[bool] = deque()   # per text read so far: scored (True) or empty (False)
+
+        def scored() -> Iterator[str]:
+            for i, text in enumerate(texts):
+                if not isinstance(text, str):
+                    raise TypeError(f"texts[{i}] is {type(text).__name__}, not str: pass a list of strings")
+                places.append(not is_blank(text))
+                if places[-1]:
+                    yield text
+
+        for row in score(scored()):
+            while not places[0]:
+                places.popleft()
+                yield None
+            places.popleft()
+            yield row
+        while places:   # empty texts at the end (only those are left)
+            places.popleft()
+            yield None
+
+    def _stack(self, rows: Iterable[np.ndarray | None]) -> np.ndarray:
+        empty = np.full(self.num_labels, np.nan, dtype=np.float32)
+        out = [empty if r is None else np.asarray(r, dtype=np.float32) for r in rows]
+        return np.stack(out) if out else np.zeros((0, self.num_labels), dtype=np.float32)
 
     def score_stream(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
         """One probability row per text, in order, with bounded memory for any input length."""

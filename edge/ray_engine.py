@@ -29,11 +29,13 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from review_classifier.shared.errors import BundleError, ClassifierError
+from review_classifier.shared.text import is_blank
 
 RAY_BATCH = 256        # records an actor scores per call
 BLOCK_BYTES = 2 << 20
@@ -63,6 +65,9 @@ def score_with_ray(opts, bundle: Path, say) -> RaySummary:
     manifest, folder = load_bundle(bundle)
     if opts.top_k > len(manifest.labels):
         raise ClassifierError(f"--top-k {opts.top_k} is more than the bundle's {len(manifest.labels)} labels")
+    _check_first_records(opts, manifest)
+    run_id = uuid.uuid4().hex[:8]
+    scratch = f"edge-classify-{run_id}"   # the prefix of the actors' bundle copies in their temp folder
     started_here = not ray.is_initialized()
     if started_here:
         _start_ray(ray, opts.address, available_cpus())
@@ -78,10 +83,10 @@ def score_with_ray(opts, bundle: Path, say) -> RaySummary:
                                   f"the Ray cluster has {cpus}")
         say(f"ray: {actors} actor(s) x {threads} thread(s) on a cluster of {cpus} CPUs, "
             f"{len(opts.sources)} input file(s) -> {opts.output}")
-        staging = opts.output.parent / f".{opts.output.name}.{uuid.uuid4().hex[:8]}.partial"
+        staging = opts.output.parent / f".{opts.output.name}.{run_id}.partial"
         opts.output.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _run_dataset(ray, opts, folder, manifest, staging, actors, threads, say)
+            _run_dataset(ray, opts, folder, manifest, staging, actors, threads, say, str(scratch))
             summary = _check_output(staging, opts)
             _write_rejects(staging, opts)
             (staging / "_SUCCESS").write_text(json.dumps({
@@ -94,11 +99,24 @@ def score_with_ray(opts, bundle: Path, say) -> RaySummary:
     finally:
         if started_here:
             ray.shutdown()
+        for copy in Path(tempfile.gettempdir()).glob(f"{scratch}-*"):
+            shutil.rmtree(copy, ignore_errors=True)
     if summary.empty_count:
         say(f"warning: {summary.empty_count} empty text(s) got an empty label "
             f"(first at {'; '.join(summary.empty)}); --empty error refuses them")
     say(f"ray: {summary.records:,} records, {summary.scored:,} scored -> {opts.output}")
     return summary
+
+
+def _check_first_records(opts, manifest) -> None:
+    """Read each input's first record here, before the cluster starts: a missing --id-column or
+    text column, or an unreadable file, is then one line instead of the reading task's tracebacks."""
+    from review_classifier.edge.records import read_records
+
+    for source in opts.sources:
+        records = read_records([source], opts.input_format, opts.text_field, None, opts.errors, opts.on_error,
+                               id_field=opts.id_column, columns=manifest.data)
+        next(iter(records), None)
 
 
 def _smallest_node_cpus(ray, cpus: int) -> int:
@@ -121,7 +139,8 @@ def _start_ray(ray, address: str | None, cpus: int) -> None:
         raise ClassifierError(f"cannot start or join {where}: {_first_line(e)}") from None
 
 
-def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, threads: int, say) -> None:
+def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, threads: int, say,
+                 scratch: str) -> None:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -139,7 +158,8 @@ def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, 
     rows = files.flat_map(reader, num_cpus=0)
     scored = rows.map_batches(
         _Scorer, fn_constructor_kwargs={"bundle": bundle_ref, "threads": threads, "top_k": opts.top_k,
-                                        "windows": opts.windows},
+                                        "windows": opts.windows, "scratch": scratch,
+                                        "hold": os.environ.get(TEST_HOLD_ACTOR)},
         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, batch_size=RAY_BATCH,
         batch_format="pyarrow")
     # Ray Data draws its progress bars on a terminal; for logs (stderr not a TTY) a plain line
@@ -207,25 +227,50 @@ class _FileReader:
         self.columns = columns
 
     def __call__(self, item: dict):
+        from review_classifier.edge.classify import empty_text_error
         from review_classifier.edge.records import read_records
 
         input_format, text_field, errors, on_error, id_field, empty = self.args
         for rec in read_records([item["path"]], input_format, text_field, None, errors, on_error,
                                 id_field=id_field, columns=self.columns):
             error = rec.error
-            if error is None and empty == "error" and not rec.text.strip():
+            if error is None and empty == "error" and is_blank(rec.text):
                 if on_error == "stop":
-                    raise ClassifierError(f"{rec.where}: empty text; remove it or use --empty mark")
+                    raise empty_text_error(rec.where)
                 error = "empty text"
             yield {"id": rec.key if rec.key is not None else f"{rec.source}:{rec.line}",
                    "source": rec.source, "line": rec.line, "text": rec.text if error is None else "",
                    "error": error}
 
 
+# A test hook: with EDGE_CLASSIFY_TEST_HOLD_ACTOR=FILE in the driver's environment (handed to
+# the actors with their arguments), the first scoring call of the run writes
+# its process id to FILE and then waits there (to be killed); later calls, the restarted actor's
+# included, go on. Tests kill an actor at a known moment instead of racing the job.
+TEST_HOLD_ACTOR = "EDGE_CLASSIFY_TEST_HOLD_ACTOR"
+
+
+def _hold_once(marker: str) -> None:
+    import time
+
+    if os.path.exists(marker):   # held once already: the restarted actor goes on
+        return
+    try:
+        fd = os.open(marker + ".tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os.rename(marker + ".tmp", marker)   # appears whole
+    while True:
+        time.sleep(3600)
+
+
 class _Scorer:
     """map_batches actor: one EdgeClassifier (one onnxruntime session) for the actor's lifetime."""
 
-    def __init__(self, bundle, threads: int, top_k: int, windows: int | None = None):
+    def __init__(self, bundle, threads: int, top_k: int, windows: int | None = None,
+                 scratch: str = "edge-classify", hold: str | None = None):
         import tempfile
 
         import ray
@@ -234,20 +279,29 @@ class _Scorer:
 
         if isinstance(bundle, ray.ObjectRef):   # the bundle's files, from the object store
             bundle = ray.get(bundle)
-        self._dir = tempfile.mkdtemp(prefix="edge-classify-bundle-")
-        for name, data in bundle.items():
-            Path(self._dir, name).write_bytes(data)
-        self.clf = EdgeClassifier(self._dir, threads=threads, windows=windows)
+        # The files live only while the classifier loads them (the session and the tokenizer are
+        # then in memory); the driver also removes its machine's copies of the run at the end, so
+        # an actor killed mid-copy leaves nothing either.
+        folder = tempfile.mkdtemp(prefix=f"{scratch}-")
+        try:
+            for name, data in bundle.items():
+                Path(folder, name).write_bytes(data)
+            self.clf = EdgeClassifier(folder, threads=threads, windows=windows)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         self.top_k = top_k
         self.schema = output_schema(top_k)
+        self._hold = hold
 
     def __call__(self, batch):
         import numpy as np
         import pyarrow as pa
 
+        if self._hold:
+            _hold_once(self._hold)
         texts = batch.column("text").to_pylist()
         errors = batch.column("error").to_pylist()
-        todo = [i for i, (t, e) in enumerate(zip(texts, errors)) if e is None and t.strip()]
+        todo = [i for i, (t, e) in enumerate(zip(texts, errors)) if e is None and not is_blank(t)]
         n = len(texts)
         label, prob = [None] * n, [None] * n
         top_labels, top_probs = [None] * n, [None] * n

@@ -94,11 +94,13 @@ def expand_sources(sources: Iterable[str]) -> list[str]:
 
 def read_records(sources: Iterable[str], input_format: str = "auto", text_field: str | None = None,
                  label_field: str | None = None, errors: str = "strict", on_error: str = "stop",
-                 skip: int = 0, id_field: str | None = None, columns: dict | None = None) -> Iterator[Record]:
+                 skip: int = 0, id_field: str | None = None, columns: dict | None = None,
+                 id_flag: str = "--id-column") -> Iterator[Record]:
     """All records of all sources in order; `label_field` set means every record must have one,
     and so does `id_field` (its value comes back as `Record.key`). label_field=DEFAULT: each
     format's default label field. `columns` ({"text_column", "label_column"}: a bundle's
-    training data) replaces the defaults for the tabular formats (CSV, Parquet).
+    training data) replaces the defaults for the tabular formats (CSV, Parquet). `id_flag`: the
+    option that named `id_field`, for the error when a file lacks it.
 
     `skip`: leave out the first so many records (a resumed run); they are still read and
     checked, so a skipped bad record is counted exactly as it was the first time.
@@ -113,31 +115,32 @@ def read_records(sources: Iterable[str], input_format: str = "auto", text_field:
     for source in sources:
         fmt = format_of(source, input_format)
         if (label_field is not None or id_field is not None) and fmt == "lines":
-            raise ClassifierError(f"{_name(source)}: {'labels' if label_field else 'an --id-column'} need CSV, "
+            raise ClassifierError(f"{_name(source)}: {'labels' if label_field else 'an ' + id_flag} need CSV, "
                                   "JSONL or Parquet input (plain lines carry one text only; set --input-format)")
         table = (columns or {}) if fmt in ("csv", "parquet") else {}
         field = text_field or table.get("text_column") or DEFAULT_TEXT_FIELD.get(fmt)
         label = label_field
         if label == DEFAULT:
             label = table.get("label_column") or DEFAULT_LABEL_FIELD[fmt]
-        for rec in _read_source(source, fmt, field, label, errors, on_error, id_field):
+        for rec in _read_source(source, fmt, field, label, errors, on_error, id_field, id_flag):
             n += 1
             if n > skip:
                 yield rec
 
 
 def _read_source(source: str, fmt: str, text_field: str | None, label_field: str | None,
-                 errors: str, on_error: str, id_field: str | None = None) -> Iterator[Record]:
+                 errors: str, on_error: str, id_field: str | None = None,
+                 id_flag: str = "--id-column") -> Iterator[Record]:
     if fmt == "parquet":
-        yield from _read_parquet(source, text_field, label_field, on_error, id_field)
+        yield from _read_parquet(source, text_field, label_field, on_error, id_field, id_flag)
         return
     with _open_binary(source) as (f, name):
         if fmt == "lines":
             rows = _read_lines(f, name, errors)
         elif fmt == "csv":
-            rows = _read_csv(f, name, text_field, label_field, errors, id_field)
+            rows = _read_csv(f, name, text_field, label_field, errors, id_field, id_flag)
         else:
-            rows = _read_jsonl(f, name, text_field, label_field, errors, id_field)
+            rows = _read_jsonl(f, name, text_field, label_field, errors, id_field, id_flag)
         try:
             yield from _guard(rows, name, on_error)
         finally:
@@ -205,18 +208,18 @@ def _read_lines(f: BinaryIO, name: str, errors: str):
 
 
 def _read_jsonl(f: BinaryIO, name: str, text_field: str, label_field: str | None, errors: str,
-                id_field: str | None = None):
+                id_field: str | None = None, id_flag: str = "--id-column"):
     for n, line in _lines(f, errors):
         try:
             if isinstance(line, RecordError):
                 raise line
-            yield _jsonl_record(line, name, n, text_field, label_field, errors, id_field)
+            yield _jsonl_record(line, name, n, text_field, label_field, errors, id_field, id_flag)
         except RecordError as e:
             yield name, n, e
 
 
 def _jsonl_record(line: str, name: str, n: int, text_field: str, label_field: str | None,
-                  errors: str, id_field: str | None = None) -> Record:
+                  errors: str, id_field: str | None = None, id_flag: str = "--id-column") -> Record:
     if not line.strip():
         if label_field is not None or id_field is not None:
             raise RecordError("empty line where a JSON object with a label was expected")
@@ -247,13 +250,13 @@ def _jsonl_record(line: str, name: str, n: int, text_field: str, label_field: st
     key = None
     if id_field is not None:
         if obj.get(id_field) is None:
-            raise RecordError(f"object has no {id_field!r} field (fields: {sorted(obj)}); choose one with --id-column")
+            raise RecordError(f"object has no {id_field!r} field (fields: {sorted(obj)}); choose one with {id_flag}")
         key = str(obj[id_field])
     return Record(text, label, name, n, key=key)
 
 
 def _read_csv(f: BinaryIO, name: str, text_field: str, label_field: str | None, errors: str,
-              id_field: str | None = None):
+              id_field: str | None = None, id_flag: str = "--id-column"):
     csv.field_size_limit(1 << 30)   # a 10 MB review is one field; the text policy clips it later
     # strict decoding keeps undecodable bytes as surrogates, so the row that holds one is named
     stream = io.TextIOWrapper(f, encoding="utf-8-sig", newline="",
@@ -262,12 +265,13 @@ def _read_csv(f: BinaryIO, name: str, text_field: str, label_field: str | None, 
     # a field that silently swallows the rows after it
     reader = csv.reader(stream, strict=True)
     try:
-        yield from _csv_rows(reader, name, text_field, label_field, id_field)
+        yield from _csv_rows(reader, name, text_field, label_field, id_field, id_flag)
     finally:
         stream.detach()   # leave stdin's buffer open
 
 
-def _csv_rows(reader, name: str, text_field: str, label_field: str | None, id_field: str | None):
+def _csv_rows(reader, name: str, text_field: str, label_field: str | None, id_field: str | None,
+              id_flag: str = "--id-column"):
     start = 1
     try:
         header = next(reader, None)
@@ -277,7 +281,7 @@ def _csv_rows(reader, name: str, text_field: str, label_field: str | None, id_fi
             raise ClassifierError(f"{name}, line 1: invalid UTF-8 in the header; convert the file to UTF-8")
         text_col = _column(header, text_field, name, "--text-column")
         label_col = _column(header, label_field, name, "--label-column") if label_field is not None else None
-        id_col = _column(header, id_field, name, "--id-column") if id_field is not None else None
+        id_col = _column(header, id_field, name, id_flag) if id_field is not None else None
         start = reader.line_num + 1
         for row in reader:
             if not row:   # a blank line: an empty record, never dropped
@@ -319,7 +323,7 @@ PARQUET_BATCH = 4096
 
 
 def _read_parquet(source: str, text_field: str, label_field: str | None, on_error: str,
-                  id_field: str | None = None) -> Iterator[Record]:
+                  id_field: str | None = None, id_flag: str = "--id-column") -> Iterator[Record]:
     """Rows of a Parquet file, read a batch at a time (pyarrow: installed with the [ray] extra)."""
     if source == STDIN:
         raise ClassifierError("Parquet cannot be read from stdin; give the file")
@@ -333,7 +337,7 @@ def _read_parquet(source: str, text_field: str, label_field: str | None, on_erro
         raise ClassifierError(f"cannot read input {source}: not a Parquet file ({e})") from None
     names = pf.schema_arrow.names
     wanted = {"text": text_field, "label": label_field, "id": id_field}
-    flags = {"text": "--text-column", "label": "--label-column", "id": "--id-column"}
+    flags = {"text": "--text-column", "label": "--label-column", "id": id_flag}
     wanted = {k: names[_column(names, v, source, flags[k])] for k, v in wanted.items() if v is not None}
     row = 0
     for batch in pf.iter_batches(batch_size=PARQUET_BATCH, columns=sorted(set(wanted.values()))):

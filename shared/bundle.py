@@ -15,7 +15,7 @@ import os
 import tarfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from review_classifier.shared.atomic import atomic_path, atomic_write_text
@@ -77,6 +77,13 @@ class Manifest:
     @property
     def temperature(self) -> float:
         return float((self.calibration or {}).get("temperature") or 1.0)
+
+    @property
+    def base_model_name(self) -> str:
+        """The model this bundle was fine-tuned from, as its recipe named it (`model`): what --info,
+        --eval reports and the model card all show. `base_model` can hold only the checkpoint
+        folder's name (`best`) in bundles exported from a run's checkpoint."""
+        return str((self.training or {}).get("model") or self.base_model or "")
 
     @property
     def policy(self) -> TextPolicy:
@@ -195,9 +202,23 @@ def _unpack(archive: Path) -> Path:
         with atomic_path(cache) as tmp, tarfile.open(archive, "r:gz") as tar:
             tmp.mkdir()
             _safe_extract(tar, tmp, archive)
+            _check_members(tar, read_manifest(tmp), archive)
     except (tarfile.TarError, EOFError, OSError) as e:
         raise BundleError(f"cannot read bundle archive {archive}: {e}") from None
     return cache
+
+
+def _check_members(tar: tarfile.TarFile, manifest: Manifest, archive: Path) -> None:
+    """An archive holds the files its manifest seals (and their folders), nothing else: a member
+    beyond them (an absolute path, which extraction re-roots, or any stray file) is refused."""
+    sealed = {MANIFEST, *manifest.files}
+    folders = {parent.as_posix() for name in sealed for parent in PurePosixPath(name).parents} - {"."}
+    for member in tar.getmembers():
+        name = member.name[2:] if member.name.startswith("./") else member.name
+        if member.isfile() and name in sealed or member.isdir() and name.rstrip("/") in folders:
+            continue
+        raise BundleError(f"bundle archive {archive} holds {member.name!r}, which its manifest does not list; "
+                          "refusing it")
 
 
 def _safe_extract(tar: tarfile.TarFile, dest: Path, archive: Path) -> None:

@@ -119,12 +119,29 @@ def window_starts(n: int, budget: int, policy: TextPolicy) -> list[int]:
     the first token to the last (so the start and the end are always read)."""
     if n <= budget or policy.windows == 1:
         return [0]
-    stride = max(1, budget - min(policy.window_overlap, policy.max_length // 2))
-    needed = math.ceil((n - budget) / stride) + 1
+    stride = _window_stride(budget, policy)
+    needed = windows_needed(n, budget, policy)
     if needed <= policy.windows:
         return [min(i * stride, n - budget) for i in range(needed)]
     k = policy.windows
     return [round(i * (n - budget) / (k - 1)) for i in range(k)]
+
+
+def _window_stride(budget: int, policy: TextPolicy) -> int:
+    return max(1, budget - min(policy.window_overlap, policy.max_length // 2))
+
+
+def windows_needed(n: int, budget: int, policy: TextPolicy) -> int:
+    """Windows of `budget` tokens (overlapping as the policy says) it takes to read `n` tokens whole."""
+    if n <= budget:
+        return 1
+    return math.ceil((n - budget) / _window_stride(budget, policy)) + 1
+
+
+def is_cut(n: int, budget: int, policy: TextPolicy) -> bool:
+    """Whether a text of `n` tokens (no special tokens) loses tokens to the policy: longer than
+    one input with windows=1, or needing more windows than policy.windows (spread windows skip some)."""
+    return n > budget and (policy.windows == 1 or windows_needed(n, budget, policy) > policy.windows)
 
 
 def build_windows(ids: Sequence[int], prefix: Sequence[int], suffix: Sequence[int],
@@ -148,3 +165,8 @@ def pool_windows(logits, counts: Sequence[int]):
         return logits
     ends = np.cumsum(counts)
     return np.stack([logits[end - c:end].mean(axis=0) for c, end in zip(counts, ends)])
+
+
+def is_blank(text: str) -> bool:
+    """An empty or whitespace-only text: it gets no prediction (an empty record, NO_PREDICTION)."""
+    return not text.strip()

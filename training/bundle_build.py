@@ -45,11 +45,25 @@ def bundle_labels(model_config, cfg: TrainConfig) -> list[str]:
 
 
 def base_model_name(model_dir: Path) -> str:
+    """What the model was fine-tuned from: the run's `model` when model_dir is a run's checkpoint
+    (its own config.json names only the folder, `best`), else the checkpoint's _name_or_path."""
+    from review_classifier.training.config import run_folder_of
+
+    run = run_folder_of(model_dir)
+    names = [_json_field(run / "config.json", "model")] if run else []
+    names.append(_json_field(model_dir / "config.json", "_name_or_path"))
+    for name in names:
+        if name and Path(name).name not in ("best", "last"):
+            return name
+    return model_dir.name
+
+
+def _json_field(path: Path, key: str) -> str | None:
     try:
-        raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        raw = {}
-    return str(raw.get("_name_or_path") or model_dir.name)
+        value = json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return str(value) if value else None
 
 
 def onnx_report(model_path: Path, reviews, tokenizer, cfg: TrainConfig, labels: list[str]) -> tuple[dict, np.ndarray]:

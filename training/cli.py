@@ -128,6 +128,43 @@ def split_csv_cmd(src: Path = typer.Argument(..., help="CSV or CSV.gz with a tex
 
 
 @app.command()
+def audit(data: Path = typer.Argument(..., help="Labelled CSV or CSV.gz (columns and labels as for train: --set)"),
+          recipe: str = typer.Option("tfidf", "--recipe", "-r",
+                                     help="How rows are scored out of sample: tfidf (TF-IDF + logistic regression, "
+                                          "the cheap default), embed (frozen encoder embeddings + logistic "
+                                          "regression), or a training recipe fine-tuned per fold (tiny, default, ...)"),
+          set_: list[str] = SET,
+          folds: int = typer.Option(5, "--folds", "-k", help="Cross-fitting folds (each row scored by a model "
+                                                             "trained on the other folds)"),
+          teacher_logits: Optional[Path] = typer.Option(None, "--teacher-logits",
+                                                        help="Probabilities from this teacher-logits .npz instead "
+                                                             "(a teacher that never trained on these rows)"),
+          out: Path = typer.Option(Path("audit"), "--out", help="Folder for label_issues.csv, audit.json, ..."),
+          report: Optional[Path] = typer.Option(None, "--report", help="Also write report.html and its figures here"),
+          seed: int = typer.Option(42, "--seed", help="Seed of the folds"),
+          excerpt: int = typer.Option(160, "--excerpt", help="Characters of text shown per row")) -> None:
+    """Rank the rows whose labels look wrong (cleanlab's confident learning on out-of-sample
+    probabilities), and list duplicates with disagreeing labels and rows that are empty or markup."""
+    from review_classifier.training.audit import run_audit, summary_line
+    from review_classifier.training.audit_probs import AuditOptions, audit_config
+    from review_classifier.training.runtime import log_rank0
+
+    cfg, model = audit_config(recipe, list(set_))
+    opts = AuditOptions(model=model, folds=folds, seed=seed, excerpt_chars=excerpt,
+                        teacher_logits=str(teacher_logits or ""))
+    if report is not None:
+        from review_classifier.edge.report import require_matplotlib
+
+        require_matplotlib()   # before the work, not after it
+    summary = run_audit(data, cfg, opts, out, log=log_rank0)
+    typer.echo(summary_line(summary) + f" -> {out}/label_issues.csv")
+    if report is not None:
+        from review_classifier.training.audit_report import write_audit_report
+
+        typer.echo(f"report: {write_audit_report(summary, out, report)}")
+
+
+@app.command()
 def config(recipe: str = RECIPE, set_: list[str] = SET) -> None:
     """Print the resolved config (defaults <- recipe <- overrides) as JSON."""
     import json

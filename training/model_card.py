@@ -34,8 +34,44 @@ RECIPE_FIELDS = ("model", "data", "test_data", "labels", "max_length", "truncati
 
 
 def recipe_summary(cfg) -> dict:
+    """The recipe's main settings; the data files as name, split and sha256 (the card names the
+    data set, not the paths of the machine that trained it)."""
     d = cfg.to_dict()
-    return {k: d[k] for k in RECIPE_FIELDS if k in d}
+    out = {k: d[k] for k in RECIPE_FIELDS if k in d}
+    out["data"] = data_entry(cfg.data, "train")
+    out["test_data"] = data_entry(cfg.test_data, "test") if cfg.test_data else ""
+    return out
+
+
+def data_entry(source: str, split: str) -> dict:
+    """A data source as a card shows it: its file name (no folders), the split it gave, its sha256."""
+    from review_classifier.shared.provenance import data_file
+
+    return {"file": Path(str(source)).name or str(source), "split": split, "sha256": data_file(source).get("sha256"),
+            "dataset": "IMDB" if is_imdb(str(source)) else "user-provided"}
+
+
+def describe_data(entry, split: str) -> str:
+    """`file` (split split, sha256 ...) for a data_entry; older manifests hold the source as it was
+    given (a path): only its file name is shown."""
+    if not entry:
+        return ""
+    if not isinstance(entry, dict):
+        entry = {"file": Path(str(entry)).name or str(entry), "split": split}
+    sha = entry.get("sha256")
+    return (f"`{entry['file']}` ({entry.get('split', split)} split, "
+            + (f"sha256 `{sha}`)" if sha else "sha256 not recorded)"))
+
+
+def people_command(command: str) -> str:
+    """A recorded command with folders cut from absolute paths (this machine's layout is no one's business)."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    return shlex.join([Path(w).name if w.startswith("/") else w for w in words])
 
 
 def base_model_info(base: str) -> tuple[str, str]:
@@ -53,8 +89,9 @@ def is_imdb(source: str) -> bool:
 
 def render_model_card(m: Manifest) -> str:
     recipe = m.training or {}
-    base, licence = base_model_info(recipe.get("model") or m.base_model)
-    imdb = is_imdb(str(recipe.get("data", "")))
+    base, licence = base_model_info(m.base_model_name)
+    data = recipe.get("data")
+    imdb = data.get("dataset") == "IMDB" if isinstance(data, dict) else is_imdb(str(data or ""))
     test = (m.metrics or {}).get("test_edge") or {}
     speed = (m.metrics or {}).get("speed") or []
     # validation metrics of this bundle's own model ("fp32" may hold the PyTorch test figures of a run)
@@ -87,16 +124,21 @@ def render_model_card(m: Manifest) -> str:
     lines += ["## Training data", ""]
     if imdb:
         lines += ["The IMDB Large Movie Review Dataset v1.0 (Maas et al., 2011): 25,000 highly polar movie "
-                  "reviews for training and 25,000 for testing, from disjoint sets of movies.",
-                  f"Training source: `{recipe.get('data', '?')}`; validation: a stratified "
-                  f"{recipe.get('valid_size', '?')} share of it (seed {recipe.get('seed', '?')}).", ""]
+                  "reviews for training and 25,000 for testing, from disjoint sets of movies.", ""]
+        name = "IMDB"
     else:
-        lines += [f"User-provided data: `{recipe.get('data', '?')}`.", ""]
+        name = "User-provided data"
+    lines += [f"- Training: {name}, {describe_data(recipe.get('data'), 'train') or 'not recorded'}; validation: a "
+              f"stratified {recipe.get('valid_size', '?')} share of it (seed {recipe.get('seed', '?')})."]
+    if recipe.get("test_data"):
+        lines += [f"- Test (the run's own figures): {name}, {describe_data(recipe.get('test_data'), 'test')}."]
+    lines += [""]
     lines += [f"Data fingerprint: `{m.data_fingerprint or 'not recorded'}`, training-config hash: "
               f"`{m.config_hash or 'not recorded'}`.", ""]
     lines += ["## Training procedure", ""]
     if recipe:
-        lines += ["| setting | value |", "| --- | --- |"] + [f"| {k} | `{json.dumps(v)}` |" for k, v in recipe.items()]
+        lines += ["| setting | value |", "| --- | --- |"] + [f"| {k} | `{json.dumps(v)}` |" for k, v in recipe.items()
+                                                             if k not in ("data", "test_data")]
     else:
         lines += ["The training settings were not recorded in this bundle."]
     quant = m.quantization
@@ -112,7 +154,7 @@ def render_model_card(m: Manifest) -> str:
                   f"accuracy {test['accuracy']:.4f}, macro F1 {test['macro_f1']:.4f}"
                   + (f", expected calibration error {test['ece']:.4f} (without the temperature: "
                      f"{test['ece_uncalibrated']:.4f})" if "ece" in test else "")
-                  + (f"; command `{test['command']}`" if test.get("command") else "")
+                  + (f"; command `{people_command(test['command'])}`" if test.get("command") else "")
                   + (f" on {test['machine']}" if test.get("machine") else "")]
     else:
         lines += ["- Test set: not measured for this bundle yet (`edge-classify --eval`, then `train-classify card`)."]
@@ -128,7 +170,7 @@ def render_model_card(m: Manifest) -> str:
         for s in speed:
             lines.append(f"| {s.get('cpu', '?')} ({s.get('cpu_class', '?')}) | {', '.join(s.get('isa', []))} | "
                          f"{s.get('reviews_per_s', float('nan')):.1f} | {s.get('vs_pipeline', float('nan')):.2f}x | "
-                         f"{s.get('threads', '?')} | `{s.get('command', '')}` |")
+                         f"{s.get('threads', '?')} | `{people_command(s.get('command', ''))}` |")
     else:
         lines += ["Not measured for this bundle yet (`./dev bench-edge`, then `train-classify card`)."]
     lines += ["", "## Limitations", "",
@@ -144,11 +186,15 @@ def render_model_card(m: Manifest) -> str:
                  "; on the validation split it was already calibrated within the ECE limit, so no temperature is applied")
               + ". It is not calibrated for other domains.",
               f"- INT8 rounding can flip a few borderline labels against the fp32 model "
-              f"(agreement on validation: {m.compression.get('int8_agreement', 'n/a')})." if m.precision == "int8" else
+              f"(agreement on validation: {_share(m.compression.get('int8_agreement'))})." if m.precision == "int8" else
               "- fp32 bundle: larger and slower than the INT8 one.", ""]
     lines += ["## Citation", ""]
     lines += (["Training data:", "", "```bibtex", IMDB_CITATION, "```"] if imdb else ["Cite your own data source."])
     return "\n".join(lines) + "\n"
+
+
+def _share(value) -> str:
+    return f"{value:.1%}" if isinstance(value, (int, float)) else "not recorded"
 
 
 def write_model_card(folder: Path, manifest: Manifest, cfg=None) -> None:

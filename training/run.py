@@ -2,7 +2,8 @@
 
 Every artefact of a run lands in cfg.output_dir: config.json, dataset_report.json,
 history.json, best/ (model + tokenizer), last/ (resumable checkpoint), tb/, results.json,
-confusion.json, confusion.png, curves.png.
+confusion.json, confusion.png, curves.png. results.json's test_slices holds the test accuracy by token
+length and truncation (shared.slices).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from review_classifier.shared.atomic import atomic_write_text
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.metrics import classification_report, format_confusion
 from review_classifier.shared.provenance import provenance
+from review_classifier.shared.slices import format_slices, slice_report
 from review_classifier.training.config import TrainConfig
 from review_classifier.training.data_report import dataset_report, format_report
 from review_classifier.training.reviews import data_fingerprint
@@ -75,12 +77,14 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
     test = classification_report(labels.tolist(), preds.tolist(), cfg.labels)   # accuracy, macro F1, per class
     log(f"test: accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}  (n={len(labels)})")
     log(format_confusion(test["confusion_matrix"], cfg.labels))
+    slices = split_slices(tokenized["test"]["full_length"], labels, preds, cfg)
+    log(format_slices(slices))
     log(sample_predictions(splits["test"].texts, labels, logits, cfg))
 
     results = {
         "config_hash": cfg.config_hash(), "data_fingerprint": fingerprint, "engine": cfg.engine,
         "model": cfg.model, "dataset": {k: report[k] for k in report if k != "examples"},
-        "history": result.history, "best_valid": result.best_metrics, "test": test,
+        "history": result.history, "best_valid": result.best_metrics, "test": test, "test_slices": slices,
         "precision": result.precision, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         "train_seconds": round(result.train_seconds, 1), "train_samples_per_s": round(result.samples_per_second, 2),
         "best_dir": str(result.best_dir), "teacher": teacher,
@@ -94,6 +98,14 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
         plot_curves(result.history, out / "curves.png", step_scalars(out / "tb"))
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=float))
     return results
+
+
+def split_slices(full_lengths, labels: np.ndarray, preds: np.ndarray, cfg: TrainConfig) -> dict:
+    """Accuracy by token length and by truncation on the test split (the run's test figures
+    read one input per text, cut to max_length)."""
+    full = [int(n) for n in full_lengths]
+    return slice_report(labels.tolist(), preds.tolist(), cfg.labels, tokens=full,
+                        truncated=[n > cfg.max_length for n in full], max_length=cfg.max_length)
 
 
 def attach_teacher_logits(cfg: TrainConfig, splits, tokenized) -> dict | None:

@@ -49,10 +49,9 @@ def _split_indices(labels: Sequence[int], size: float, seed: int, what: str,
     if size <= 0 or not len(y):
         return np.arange(len(y)), np.arange(0)
     classes, counts = np.unique(y, return_counts=True)
-    small = [(c, n) for c, n in zip(classes, counts) if n < 2]
+    small = class_below(y, 2, names)
     if small:
-        c, n = small[0]
-        name = names[c] if c < len(names) else str(c)
+        name, n = small
         raise ClassifierError(f"{what}: class {name!r} has only {n} row; need at least 2 per class for a "
                               "stratified split: add rows, or drop the class from labels=")
     quota = size * counts
@@ -69,6 +68,15 @@ def _split_indices(labels: Sequence[int], size: float, seed: int, what: str,
     mask = np.zeros(len(y), dtype=bool)
     mask[held_idx] = True
     return rng.permutation(np.flatnonzero(~mask)), rng.permutation(held_idx)
+
+
+def class_below(labels: Sequence[int], minimum: int, names: Sequence[str] = ()) -> tuple[str, int] | None:
+    """(name, rows) of the first class with fewer than `minimum` rows, or None."""
+    classes, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
+    for c, n in zip(classes, counts):
+        if n < minimum:
+            return (names[c] if c < len(names) else str(c)), int(n)
+    return None
 
 
 def split_reviews(reviews: Reviews, size: float, seed: int) -> tuple[Reviews, Reviews]:

@@ -156,12 +156,13 @@ def compute_teacher_logits(teacher: str | Path, reviews: Reviews, cfg, windows: 
     return logits, prov
 
 
-def _progress(total: int, desc: str, log):
+def progress_bar(total: int, desc: str, log, unit: str = "review"):
+    """(bar, step(n)): a tqdm bar on a terminal; without one, a plain line every 30 s for logs."""
     from tqdm.auto import tqdm
 
     from review_classifier.training.runtime import quiet
 
-    bar = tqdm(total=total, desc=desc, unit="review", disable=quiet())
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=quiet())
     state = {"t": time.perf_counter(), "done": 0}
 
     def step(n: int) -> None:
@@ -169,7 +170,7 @@ def _progress(total: int, desc: str, log):
         state["done"] += n
         if bar.disable and time.perf_counter() - state["t"] >= 30:   # a plain line for logs
             state["t"] = time.perf_counter()
-            log(f"{desc}: {state['done']}/{total} reviews")
+            log(f"{desc}: {state['done']}/{total} {unit}s")
     return bar, step
 
 
@@ -177,7 +178,7 @@ def _bundle_logits(bundle: Path, texts: Sequence[str], windows: int | None, log)
     from review_classifier.edge.model import EdgeClassifier
 
     clf = EdgeClassifier(bundle, windows=windows)
-    bar, step = _progress(len(texts), "teacher logits", log)
+    bar, step = progress_bar(len(texts), "teacher logits", log)
     parts = []
     for i in range(0, len(texts), CHUNK):
         parts.append(clf.logits(texts[i:i + CHUNK]))
@@ -202,7 +203,7 @@ def _checkpoint_logits(folder: Path, texts: Sequence[str], cfg, windows: int | N
     tokenizer = load_tokenizer(tcfg, str(folder))
     names, pad_id = model_input_names(model, tokenizer), tokenizer.pad_token_id or 0
     policy = tcfg.text_policy
-    bar, step = _progress(len(texts), "teacher logits", log)
+    bar, step = progress_bar(len(texts), "teacher logits", log)
     parts = []
     for i in range(0, len(texts), CHUNK):
         per_text = encode_windows(texts[i:i + CHUNK], tokenizer, policy)

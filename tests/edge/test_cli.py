@@ -342,3 +342,28 @@ def test_broken_bundle_is_one_clear_line(bundle_copy, tmp_path, damage, message)
 def test_missing_input_file(tiny, tmp_path):
     r = cli("-m", tiny[0], tmp_path / "nope.txt")
     assert r.exit_code == 2 and r.stderr.strip() == f"edge-classify: error: input file not found: {tmp_path / 'nope.txt'}"
+
+
+@pytest.mark.parametrize("extra", ["/tmp/planted.txt", "notes.txt", "sub/dir/x.py"])
+def test_an_archive_with_a_member_its_manifest_does_not_list_is_refused(tiny, tmp_path, monkeypatch, extra):
+    """A sealed bundle plus one stray member (an absolute path, which tarfile's data filter would
+    re-root into the cache, or any other file): refused with one line naming it, nothing cached."""
+    import io
+    import tarfile
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    archive = pack_bundle(tiny[0], tmp_path / "good.tar.gz")
+    assert cli("-m", archive, input="fine\n").exit_code == 0          # the sealed files alone pass
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(archive, "r:gz") as src, tarfile.open(bad, "w:gz") as dst:
+        for m in src.getmembers():
+            dst.addfile(m, src.extractfile(m))
+        info = tarfile.TarInfo(extra)
+        info.size = 3
+        dst.addfile(info, io.BytesIO(b"abc"))
+    r = cli("-m", bad, input="fine\n")
+    assert r.exit_code == 3 and r.stdout == ""
+    assert r.stderr.strip() == (f"edge-classify: error: bundle archive {bad} holds {extra!r}, which its manifest "
+                                "does not list; refusing it")
+    cached = [p for p in (tmp_path / "cache" / "review-classifier").iterdir()]
+    assert len(cached) == 1 and not list((tmp_path / "cache").rglob("planted.txt"))   # only the good one

@@ -86,6 +86,7 @@ def test_slim_install_scores_with_the_shipped_default_and_no_flags(slim_env, tmp
 def test_the_ray_extra_pulls_in_no_torch_and_no_transformers():
     """`pip install .[ray]`: walk the extra's requirements through the installed distributions
     (markers and extras evaluated as pip would) and list everything it brings."""
+    pytest.importorskip("ray")
     from importlib import metadata
 
     from packaging.markers import default_environment

@@ -1,10 +1,8 @@
 import numpy as np
 import pytest
-import torch
 
 from review_classifier.edge.model import EdgeClassifier, _cgroup_cpu_quota, available_cpus
 from review_classifier.shared.text import TextPolicy
-from review_classifier.training.text import encode_texts
 
 TRICKY = [
     "A great movie!",
@@ -23,6 +21,8 @@ TRICKY = [
 
 
 def _torch_inputs(ids: list[list[int]], pad_id: int, names: list[str]) -> dict:
+    import torch
+
     width = max(map(len, ids))
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -36,12 +36,18 @@ def _torch_inputs(ids: list[list[int]], pad_id: int, names: list[str]) -> dict:
 
 
 def torch_proba(model, ids: list[list[int]], pad_id: int, names: list[str]) -> np.ndarray:
+    import torch
+
     with torch.no_grad():
         return torch.softmax(model(**_torch_inputs(ids, pad_id, names)).logits, dim=-1).numpy()
 
 
 @pytest.mark.parametrize("which", ["tiny", "tiny3"])
 def test_ids_and_probabilities_match_training(which, request):
+    """The edge's ids and probabilities equal the training side's (torch; not in the slim stage)."""
+    pytest.importorskip("torch")
+    from review_classifier.training.text import encode_texts
+
     folder, model, tokenizer = request.getfixturevalue(which)
     clf = EdgeClassifier(folder, threads=1, batch_size=4)
     policy = TextPolicy.from_dict(clf.manifest.text_policy)
@@ -53,10 +59,14 @@ def test_ids_and_probabilities_match_training(which, request):
     assert ids[0][0] == tokenizer.cls_token_id and ids[0][-1] == tokenizer.sep_token_id
     probs = clf.predict_proba(TRICKY)
     assert probs.shape == (len(TRICKY), len(clf.labels)) and probs.dtype == np.float32
-    # the reference scores each text alone (no padding): batching + sorting must not change results
-    ref = np.concatenate([torch_proba(model, [x], tokenizer.pad_token_id, clf.manifest.input_names) for x in ids])
-    np.testing.assert_allclose(probs, ref, atol=1e-4)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # the reference scores each text alone (no padding): batching + sorting must not change results;
+    # the empty text gets no prediction (a row of NaN), in its place
+    scored = [i for i, t in enumerate(TRICKY) if t.strip()]
+    assert np.isnan(probs[TRICKY.index("")]).all() and len(scored) == len(TRICKY) - 1
+    ref = np.concatenate([torch_proba(model, [ids[i]], tokenizer.pad_token_id, clf.manifest.input_names)
+                          for i in scored])
+    np.testing.assert_allclose(probs[scored], ref, atol=1e-4)
+    np.testing.assert_allclose(probs[scored].sum(axis=1), 1.0, atol=1e-5)
 
 
 LONG = ["good " * 30 + "filler " * 200 + "bad " * 30 + "end", "short and sweet",
@@ -67,6 +77,7 @@ LONG = ["good " * 30 + "filler " * 200 + "bad " * 30 + "end", "short and sweet",
 def test_windows_read_the_whole_text_and_average_the_windows_logits(mode, sharp):
     """A long text becomes windows covering all its tokens; its probabilities are the softmax of
     the mean of the windows' logits, each window scored alone by PyTorch; short texts are unchanged."""
+    torch = pytest.importorskip("torch")
     from review_classifier.shared.text import build_windows, window_starts
     from review_classifier.training.text import encode_windows
 
@@ -208,3 +219,39 @@ def test_per_review_stream_reads_ahead_boundedly_and_in_order(tiny_per_review):
     single = EdgeClassifier(tiny_per_review[0], threads=1)   # no pool: the window path
     np.testing.assert_allclose(single.predict_proba([("good " * (i % 7)) + f"review {i}" for i in range(100)]),
                                ref, atol=1e-5)
+
+
+def test_the_python_api_takes_a_bare_string_as_one_text(tiny):
+    clf = EdgeClassifier(tiny[0], threads=1)
+    one = clf.predict("What a wonderful film")
+    assert len(one) == 1 and one == clf.predict(["What a wonderful film"])
+    assert clf.predict_proba("What a wonderful film").shape == (1, clf.num_labels)
+    assert clf.logits("What a wonderful film").shape == (1, clf.num_labels)
+
+
+@pytest.mark.parametrize("which", ["tiny", "tiny_per_review"])
+def test_empty_texts_get_no_prediction_in_their_place(which, request):
+    """The CLI's rule in the API: an empty or whitespace-only text is not scored and no label is
+    invented for it (NO_PREDICTION; a NaN row), wherever it stands; the others are unchanged."""
+    from review_classifier.edge.model import NO_PREDICTION
+
+    clf = EdgeClassifier(request.getfixturevalue(which)[0], threads=2)
+    texts = ["", "a fine film", "   ", "\t\n", "dull", ""]
+    got = clf.predict(texts)
+    assert [p.label is None for p in got] == [True, False, True, True, False, True]
+    assert got[0] is NO_PREDICTION and np.isnan(got[2].probability) and got[3].probabilities == {}
+    assert [got[1], got[4]] == clf.predict(["a fine film", "dull"])
+    probs = clf.predict_proba(texts)
+    assert np.isnan(probs[[0, 2, 3, 5]]).all() and not np.isnan(probs[[1, 4]]).any()
+    np.testing.assert_array_equal(probs[[1, 4]], clf.predict_proba(["a fine film", "dull"]))
+    assert np.isnan(clf.logits(["", "x"])[0]).all() and clf.predict(["", " "]) == [NO_PREDICTION] * 2
+    assert list(clf.predict_stream(iter(["", "ok"])))[0] is NO_PREDICTION
+
+
+@pytest.mark.parametrize("bad, kind", [([None], "NoneType"), (["fine", 5], "int"), ([b"bytes"], "bytes")])
+def test_an_item_that_is_not_a_string_is_named_by_its_index(tiny, bad, kind):
+    clf = EdgeClassifier(tiny[0], threads=1)
+    index = len(bad) - 1
+    for call in (clf.predict, clf.predict_proba, clf.logits):
+        with pytest.raises(TypeError, match=rf"^texts\[{index}\] is {kind}, not str: pass a list of strings$"):
+            call(bad)

@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -76,39 +77,46 @@ def test_ray_gives_the_local_predictions_for_csv_jsonl_parquet_and_lines(tiny, t
     assert [g["label"] for g in got[:50]] == [p.label for p in expect[:50]] and got[50]["label"] is None
 
 
-def test_an_actor_killed_mid_run_costs_no_record_and_repeats_none(tiny_per_review, tmp_path):
+def bundle_copies() -> set[str]:
+    """What --engine ray runs leave in the temp folder: their actors' bundle copies."""
+    return {p.name for p in Path(tempfile.gettempdir()).iterdir()
+            if p.name.startswith(("edge-classify-", "edge-classify-bundle-"))}
+
+
+def test_an_actor_killed_mid_run_costs_no_record_and_repeats_none(tiny_per_review, tmp_path, monkeypatch):
+    """The first scoring actor holds its first batch (edge.ray_engine's test hook) and is
+    SIGKILLed there, at a known moment whatever the CPU's speed; Ray restarts it and retries the
+    batch: every record once, and no bundle copy left in the temp folder."""
     data = tmp_path / "in"
     data.mkdir()
-    n_files, per_file = 4, 20_000
+    n_files, per_file = 4, 2_000
     for k in range(n_files):
         (data / f"part{k}.txt").write_text("\n".join(texts_for(per_file, seed=k)) + "\n")
-    out = tmp_path / "out"
-    killed, running = [], threading.Event()
+    out, marker = tmp_path / "out", tmp_path / "held"
+    monkeypatch.setenv("EDGE_CLASSIFY_TEST_HOLD_ACTOR", str(marker))   # the actors inherit it
+    before = bundle_copies()
+    killed = []
 
     def killer():                       # the job runs in this (main) thread: it sets signal handlers
-        deadline = time.monotonic() + 120
-        while running.is_set() and time.monotonic() < deadline:
-            alive = scorer_pids()
-            if alive:
-                time.sleep(0.3)                                           # let it score some batches first
-                if running.is_set():
-                    os.kill(alive[0], signal.SIGKILL)
-                    killed.append(alive[0])
-                return
+        deadline = time.monotonic() + 300
+        while not marker.exists() and time.monotonic() < deadline:    # waits for the held actor
             time.sleep(0.05)
+        if marker.exists():
+            pid = int(marker.read_text())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
 
-    running.set()
     thread = threading.Thread(target=killer)
     thread.start()
     r = cli("-m", tiny_per_review[0], "--engine", "ray", "-o", out, data)
-    running.clear()
     thread.join(timeout=60)
-    assert killed, f"the job ended before an actor could be killed: {r.stderr[-2000:]}"
+    assert killed, f"no actor was held: {r.stderr[-2000:]}"
     assert r.exit_code == 0, r.stderr
     table = read_output(out, ["id"])
     ids = table["id"].to_pylist()
     assert len(ids) == n_files * per_file and len(set(ids)) == len(ids)
     assert set(ids) == {f"{data / f'part{k}.txt'}:{n}" for k in range(n_files) for n in range(1, per_file + 1)}
+    assert bundle_copies() == before
 
 
 def scorer_pids() -> list[int]:
@@ -158,3 +166,18 @@ def test_progress_lines_count_the_rows_written_so_far(tmp_path, monkeypatch):
     assert said and all(line.startswith("ray: 3 records written so far (") for line in said)
     (tmp_path / "y.json").write_text('{"a": 1}\n{"a": 2}\n')
     assert ray_engine._ProgressLines(tmp_path, "jsonl", said.append, every=60).rows() == 2
+
+
+def test_a_missing_column_is_one_line_before_the_job_starts(tiny, tmp_path):
+    """--id-column (or the text column) that a file lacks: one line from reading each file's first
+    record in the driver, not the reading tasks' tracebacks; no output, nothing left behind."""
+    data = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"review": ["good", "bad"], "stars": [5, 1]}), data)
+    before = bundle_copies()
+    for flags, expect in ((["--id-column", "nope"], "--id-column"), (["--text-column", "body"], "--text-column")):
+        r = cli("-m", tiny[0], "--engine", "ray", "-o", tmp_path / "out", *flags, data)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith("edge-classify: error: ") and expect in lines[0] and str(data) in lines[0]
+        assert "ray:" not in r.stderr                                    # the job never started
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"] and bundle_copies() == before

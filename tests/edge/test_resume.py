@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,8 +37,27 @@ def write_inputs(folder: Path) -> list[Path]:
     return paths
 
 
+def start_held(args, hold: int | None, mode: str = "checkpoint", every: int = 300):
+    """Start edge-classify; with `hold`, it stops at its first restart point at or past `hold`
+    records (edge.resume's test hook) and says so on a pipe. Returns (process, records held at,
+    or None when the run ended without reaching `hold`)."""
+    e = env(every)
+    if hold is None:
+        return subprocess.Popen(args, env=e, stderr=subprocess.PIPE), None
+    r, w = os.pipe()
+    e["EDGE_CLASSIFY_TEST_HOLD"] = f"{hold}:{mode}:{w}"
+    p = subprocess.Popen(args, env=e, stderr=subprocess.PIPE, pass_fds=(w,))
+    os.close(w)
+    with os.fdopen(r) as said:          # blocks until the run holds, or ends (end of file)
+        line = said.readline()
+    return p, int(line) if line else None
+
+
 @pytest.mark.parametrize("which", ["tiny", "tiny_per_review"])
 def test_a_run_killed_at_several_points_resumes_to_the_same_bytes(which, request, tmp_path):
+    """SIGKILL at checkpoints and between them (the journal behind what is on disk), several
+    times, each at an exact place whatever the CPU's speed; the resumed file equals an
+    uninterrupted run's byte for byte."""
     bundle = request.getfixturevalue(which)[0]
     inputs = write_inputs(tmp_path)
     args = [EDGE_CLASSIFY, "-m", bundle, "--format", "csv", "--top-k", "2", *inputs]
@@ -47,33 +65,30 @@ def test_a_run_killed_at_several_points_resumes_to_the_same_bytes(which, request
     subprocess.run([*args, "-o", ref], check=True, env=env(10**9), timeout=300, capture_output=True)
     out = tmp_path / "out.csv"
     journal, partial = tmp_path / "out.csv.partial.json", tmp_path / "out.csv.partial"
-    kills, done_at_kill = 0, []
+    kills, done_at_kill, held_at = 0, [], 0
     for attempt in range(12):
-        p = subprocess.Popen([*args, "-o", out] + (["--resume"] if attempt else []), env=env(300),
-                             stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        start = json.loads(journal.read_text())["counters"]["records"] if journal.exists() else 0
-        while p.poll() is None and time.monotonic() < deadline:   # kill once it got past a checkpoint or two
-            try:
-                done = json.loads(journal.read_text())["counters"]["records"]
-            except (OSError, ValueError):
-                done = start
-            if done > start + 300 * (1 + attempt % 3):
-                break
-            time.sleep(0.01)
-        if p.poll() is not None:
+        mode = "checkpoint" if attempt % 2 == 0 else "between"
+        p, held = start_held([*args, "-o", out] + (["--resume"] if attempt else []),
+                             held_at + 300 * (1 + attempt % 3), mode)
+        if held is None:                                   # past the last restart point: it finished
             break
-        time.sleep(0.05 * (attempt % 4))                            # between checkpoints, too
         p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
+        assert p.wait(timeout=30) == -signal.SIGKILL
         p.stderr.close()
         kills += 1
-        done_at_kill.append(json.loads(journal.read_text())["counters"]["records"])
+        journalled = json.loads(journal.read_text())["counters"]["records"]
+        assert journalled == held if mode == "checkpoint" else journalled < held
+        assert partial.stat().st_size >= json.loads(journal.read_text())["offsets"]["output"]
+        done_at_kill.append(journalled)
+        held_at = held
         assert not out.exists() and partial.exists()
+    else:
+        p, _ = start_held([*args, "-o", out, "--resume"], None)
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()
     assert kills >= 2 and done_at_kill == sorted(done_at_kill)
     assert out.read_bytes() == ref.read_bytes()
     assert not partial.exists() and not journal.exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out.csv", "part0.csv", "part1.csv", "ref.csv"]
 
 
 def test_resume_refuses_another_run_and_continues_only_its_own(tiny, tmp_path):
@@ -103,16 +118,8 @@ def test_a_changed_input_or_option_is_not_resumed(tiny, tmp_path):
     a = tmp_path / "a.txt"
     a.write_text("".join(f"text {i}\n" for i in range(20_000)))
     out = tmp_path / "out.tsv"
-    p = subprocess.Popen([EDGE_CLASSIFY, "-m", tiny[0], a, "-o", out], env=env(100), stderr=subprocess.PIPE)
-    journal = tmp_path / "out.tsv.partial.json"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:                               # wait for a checkpoint past 0 records
-        try:
-            if json.loads(journal.read_text())["counters"]["records"] > 0:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.01)
+    p, held = start_held([EDGE_CLASSIFY, "-m", tiny[0], a, "-o", out], 500, every=100)
+    assert held == 2048                                              # the first restart point past 500
     p.send_signal(signal.SIGTERM)                                    # a polite stop keeps the partial too
     assert p.wait(timeout=60) == 143
     assert "the same command with --resume continues" in p.stderr.read().decode()

@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -169,53 +168,14 @@ def test_same_seed_same_result(tiny_model_dir, tmp_path):
     assert runs[0].history[0]["train_loss"] == runs[1].history[0]["train_loss"]
 
 
-RESUME_SCRIPT = """
-import sys, json
-from pathlib import Path
-sys.path.insert(0, {root!r})
-from tests.training.test_loop import toy_tokenized, tiny_cfg
-from review_classifier.training.loop import fit
-from review_classifier.training.model import load_model
-model_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
-tokenized, tok = toy_tokenized(model_dir, n_train=640, n_valid=32)
-cfg = tiny_cfg(model_dir, out, "epochs=2", "checkpoint_every=3", "batch_size=8")
-res = fit(cfg, load_model(cfg), tokenized, out, tokenizer=tok, log=lambda m: print(m, flush=True))
-print("DONE", json.dumps([r["step"] for r in res.history]), flush=True)
-"""
-
-
-def test_resume_after_kill(tiny_model_dir, tmp_path):
-    root = str(Path(__file__).resolve().parents[2])
-    script = tmp_path / "run.py"
-    script.write_text(RESUME_SCRIPT.format(root=root))
-    out = tmp_path / "run"
-    cmd = [sys.executable, str(script), str(tiny_model_dir), str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    state = out / "last" / "state.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["global_step"] >= 6:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "run ended before it could be killed:\n" + proc.stdout.read()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = json.loads(state.read_text())
-    assert killed_at["global_step"] >= 6 and killed_at["epoch"] == 0
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"resuming from {out / 'last'}: epoch 1, batch {killed_at['batch_in_epoch']}" in done.stdout
-    steps = json.loads(done.stdout.split("DONE", 1)[1])
-    assert steps == [80, 160]          # 640 / 8 batches per epoch: nothing repeated, nothing skipped
-
-
 KILL_SCRIPT = """
 import json, os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from tests.training.test_loop import toy_tokenized, tiny_cfg
-from review_classifier.training.loop import fit
+from review_classifier.training import loop
 from review_classifier.training.model import load_model
 
 model_dir, out, kill = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
@@ -241,12 +201,50 @@ elif where == "swap":     # the n-th checkpoint moved the old last/ aside, the n
             die_on(int(nth))
         return replace(src, dst)
     os.replace = killing_replace
+elif where == "step":     # right before optimizer step n of the run (a resumed run counts on from its checkpoint)
+    step = [0]
+    load_checkpoint = loop.load_checkpoint
+    def counting_load(*a, **k):
+        state = load_checkpoint(*a, **k)
+        step[0] = state.global_step
+        return state
+    loop.load_checkpoint = counting_load
+    def killing_step(optimizer, args, kwargs):
+        step[0] += 1
+        if step[0] == int(nth):
+            os.kill(os.getpid(), signal.SIGKILL)
+    register_optimizer_step_pre_hook(killing_step)
 tokenized, tok = toy_tokenized(model_dir, n_train=320, n_valid=32)
 cfg = tiny_cfg(model_dir, out, "epochs=2", "checkpoint_every=3", "batch_size=8")
-res = fit(cfg, load_model(cfg), tokenized, out, tokenizer=tok, log=lambda m: print(m, flush=True))
+res = loop.fit(cfg, load_model(cfg), tokenized, out, tokenizer=tok, log=lambda m: print(m, flush=True))
 keep = ("epoch", "step", "train_loss", "train_accuracy", "valid_accuracy", "valid_macro_f1")
 print("DONE", json.dumps([{{k: r[k] for k in keep}} for r in res.history]), flush=True)
 """
+
+
+def train_in_child(model_dir: Path, out: Path, kill: str = "none") -> subprocess.CompletedProcess:
+    """Train `out` (40 batches an epoch, a checkpoint every 3 steps) in a new process that kills
+    itself at `kill` (KILL_SCRIPT's "write:N", "swap:N", "step:N"; "none" runs to the end)."""
+    script = out.parent / "kill_script.py"
+    script.write_text(KILL_SCRIPT.format(root=str(Path(__file__).resolve().parents[2])))
+    return subprocess.run([sys.executable, str(script), str(model_dir), str(out), kill],
+                          capture_output=True, text=True, timeout=300)
+
+
+def history_of(done: subprocess.CompletedProcess) -> list[dict]:
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.split("DONE", 1)[1])
+
+
+def test_resume_after_kill(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    killed = train_in_child(tiny_model_dir, out, "step:8")      # dies before step 8: last/ holds step 6
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    killed_at = json.loads((out / "last" / "state.json").read_text())
+    assert (killed_at["epoch"], killed_at["batch_in_epoch"], killed_at["global_step"]) == (0, 6, 6)
+    done = train_in_child(tiny_model_dir, out)
+    assert [r["step"] for r in history_of(done)] == [40, 80]    # nothing repeated, nothing skipped
+    assert f"resuming from {out / 'last'}: epoch 1, batch 6, step 6" in done.stdout
 
 
 def test_runs_killed_at_several_points_resume_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
@@ -254,47 +252,27 @@ def test_runs_killed_at_several_points_resume_to_the_uninterrupted_result(tiny_m
     second epoch), then run to the end: the same history and weights as a run never stopped."""
     from safetensors.torch import load_file
 
-    script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT.format(root=str(Path(__file__).resolve().parents[2])))
-
-    def run(out, kill="none", check=True):
-        done = subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(out), kill],
-                              capture_output=True, text=True, timeout=300)
-        if check:
-            assert done.returncode == 0, done.stdout + done.stderr
-        return done
-
-    ref = run(tmp_path / "ref")
+    expected = history_of(train_in_child(tiny_model_dir, tmp_path / "ref"))
     out = tmp_path / "cut"
     state = out / "last" / "state.json"
-    first = run(out, "write:3", check=False)            # 40 batches an epoch, a checkpoint every 3 steps
+    first = train_in_child(tiny_model_dir, out, "write:3")     # dies writing the checkpoint at step 9
     assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
     assert json.loads(state.read_text())["global_step"] == 6          # the checkpoint before the killed one
     assert list(out.glob(".last.*.tmp"))                                # the killed write's leftovers
-    second = run(out, "swap:2", check=False)            # resumes at 6, dies moving in the one at 12
-    assert second.returncode == -signal.SIGKILL
+    second = train_in_child(tiny_model_dir, out, "swap:2")     # resumes at 6, dies moving in the one at 12
+    assert second.returncode == -signal.SIGKILL, second.stdout + second.stderr
     assert "resuming from" in second.stdout and "step 6" in second.stdout
     assert not (out / "last").exists() and (out / ".last.old" / "state.json").is_file()
-
-    proc = subprocess.Popen([sys.executable, str(script), str(tiny_model_dir), str(out), "none"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["global_step"] >= 45:   # into epoch 2
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "run ended before it could be killed:\n" + proc.stdout.read()
-    proc.send_signal(signal.SIGKILL)
-    said = proc.communicate()[0]
-    assert "put back the previous version" in said and "step 9" in said    # .last.old (step 9) restored
+    third = train_in_child(tiny_model_dir, out, "step:47")     # resumes at 9, dies in epoch 2 before step 47
+    assert third.returncode == -signal.SIGKILL, third.stdout + third.stderr
+    assert "put back the previous version" in third.stdout and "step 9" in third.stdout   # .last.old restored
     killed_at = json.loads(state.read_text())
-    assert killed_at["epoch"] == 1 and killed_at["global_step"] >= 45
+    assert (killed_at["epoch"], killed_at["batch_in_epoch"], killed_at["global_step"]) == (1, 5, 45)
 
-    last = run(out)
-    assert f"epoch 2, batch {killed_at['batch_in_epoch']}, step {killed_at['global_step']}" in last.stdout
+    last = train_in_child(tiny_model_dir, out)
+    history = history_of(last)
+    assert "epoch 2, batch 5, step 45" in last.stdout
     assert not list(out.glob(".last.*"))                                 # nothing left behind
-    history = json.loads(last.stdout.split("DONE", 1)[1])
-    expected = json.loads(ref.stdout.split("DONE", 1)[1])
     assert [r["step"] for r in history] == [40, 80]
     for got, want in zip(history, expected):
         assert got == pytest.approx(want, abs=1e-6)

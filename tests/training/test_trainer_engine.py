@@ -79,13 +79,27 @@ def test_the_trainer_refuses_freezing_and_resumes_only_its_own_run(tiny_model_di
 
 
 TRAINER_SCRIPT = """
-import json, sys
+import json, os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
+from transformers import Trainer, TrainerCallback
 from tests.training.test_loop import toy_tokenized, tiny_cfg
 from review_classifier.training.model import load_model
 from review_classifier.training.trainer_engine import fit_with_trainer
-model_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
+
+model_dir, out, kill = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+where, _, nth = kill.partition(":")
+if where == "saved":      # right after checkpoint-n is saved (and the ones over the limit removed)
+    class DieAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == int(nth):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    init = Trainer.__init__
+    def init_dying_after_save(self, *a, **k):
+        init(self, *a, **k)
+        self.add_callback(DieAfterSave())
+    Trainer.__init__ = init_dying_after_save
 tokenized, tok = toy_tokenized(model_dir, n_train=320, n_valid=32)
 cfg = tiny_cfg(model_dir, out, "engine=trainer", "epochs=2", "checkpoint_every=3", "batch_size=8", "patience=2")
 res = fit_with_trainer(cfg, load_model(cfg), tokenized, out, tokenizer=tok, log=lambda m: print(m, flush=True))
@@ -99,7 +113,6 @@ def test_the_trainer_checkpoints_every_n_steps_and_a_killed_run_resumes_to_the_s
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     import pytest
@@ -107,27 +120,27 @@ def test_the_trainer_checkpoints_every_n_steps_and_a_killed_run_resumes_to_the_s
 
     script = tmp_path / "run.py"
     script.write_text(TRAINER_SCRIPT.format(root=str(Path(__file__).resolve().parents[2])))
-    cmd = [sys.executable, str(script), str(tiny_model_dir)]
-    ref = subprocess.run(cmd + [str(tmp_path / "ref")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+    def train(out: Path, kill: str = "none") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(out), kill],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+    def checkpoints(out: Path) -> list[int]:
+        return sorted(int(p.name.split("-")[1]) for p in (out / "trainer").glob("checkpoint-*"))
+
+    ref = train(tmp_path / "ref")
     assert ref.returncode == 0, ref.stdout + ref.stderr
     # every 3 steps and at each epoch end (40 steps an epoch); 2 kept, plus the best epoch's
-    kept = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "ref" / "trainer").glob("checkpoint-*"))
+    kept = checkpoints(tmp_path / "ref")
     assert kept[-1] == 80 and (set(kept) - {40, 80}) <= {78} and len(kept) <= 3, kept
 
     out = tmp_path / "cut"
-    proc = subprocess.Popen(cmd + [str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=tmp_path)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "trainer" / "checkpoint-45" / "trainer_state.json").is_file():   # epoch 2, after its evaluation
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "run ended before it could be killed:\n" + proc.stdout.read()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = train(out, "saved:45")                             # epoch 2, after epoch 1's evaluation
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert checkpoints(out)[-1] == 45, checkpoints(out)          # the one a rerun resumes from
     state = json.loads((out / "trainer" / "checkpoint-45" / "trainer_state.json").read_text())
-    assert state["best_metric"] is not None                     # epoch 1's F1, restored on resume
-    again = subprocess.run(cmd + [str(out)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert state["global_step"] == 45 and state["best_metric"] is not None   # epoch 1's F1, restored on resume
+    again = train(out)
     assert again.returncode == 0, again.stdout + again.stderr
     got = json.loads(again.stdout.split("DONE", 1)[1])
     want = json.loads(ref.stdout.split("DONE", 1)[1])
