@@ -38,7 +38,8 @@ def git_commit() -> str:
 
 
 # Instruction sets that decide how fast this project's kernels run (names as /proc/cpuinfo has them).
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_vp2intersect",
+             "amx_tile", "amx_bf16", "amx_int8")
 
 
 def _cpuinfo_field(name: str) -> str:

@@ -29,6 +29,7 @@ def test_the_bound_is_the_time_each_kind_of_operation_takes_at_peak():
     assert bound(ops, peak, cores=2, ghz=2.0) == pytest.approx(2.0)
     assert peak_family(["avx2", "fma"], "AMD EPYC") == "avx2"
     assert peak_family(["avx2", "avx512f", "avx512_vnni"], "AMD EPYC 9R14") == "zen4-avx512-vnni"
+    assert peak_family(["avx2", "avx512f", "avx512_vnni", "avx512_vp2intersect"], "AMD EPYC") == "zen5-avx512-vnni"
     assert peak_family(["avx2", "avx512f", "avx512_vnni"], "Intel(R) Xeon(R)") == "intel-avx512-vnni"
 
 
