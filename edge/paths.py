@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+from review_classifier.edge.records import STDIN
 from review_classifier.shared.errors import ClassifierError
-
-STDIN = "-"
 
 
 class Written(NamedTuple):

@@ -17,8 +17,9 @@ One run at a time writes FILE: a run takes an exclusive lock on `.FILE.lock` bes
 until it ends, then removed; a second run names the process that holds it and exits 2), clears
 what a killed run of FILE left (the journal's temporary copies), and when FILE is complete
 records what the run was (in the user's cache folder), so that `--resume` on a finished FILE
-says "nothing to do" only when FILE is this run's, and starts over otherwise. A write that fails (disk full, a file-size
-limit) keeps FILE.partial and the journal of its last checkpoint for `--resume`.
+says "nothing to do" only when FILE is this run's, and starts over otherwise. A write that
+fails (disk full, a file-size limit) keeps FILE.partial and the journal of its last checkpoint
+for `--resume`.
 """
 from __future__ import annotations
 
@@ -70,10 +71,17 @@ class OutputLock:
         self._f = None
 
     def __enter__(self) -> OutputLock:
+        self._lock()
+        self.finished = _read_json(_finished_record(self.output))
+        for leftover in (journal_path(self.output), partial_path(self.output), self.output):
+            recover_interrupted(leftover)   # temporary copies a killed run left; no one else writes here
+        return self
+
+    def _lock(self) -> None:
         try:
             import fcntl
         except ImportError:   # not POSIX: no lock
-            return self
+            return
         while self._f is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,10 +109,6 @@ class OutputLock:
         self._f.truncate()
         self._f.write(f"{os.getpid()}\n")
         self._f.flush()
-        self.finished = _read_json(_finished_record(self.output))
-        for leftover in (journal_path(self.output), partial_path(self.output), self.output):
-            recover_interrupted(leftover)   # temporary copies a killed run left; no one else writes here
-        return self
 
     def __exit__(self, *exc) -> None:
         if self._f is not None:
