@@ -249,7 +249,7 @@ def run(opts: ScoreOptions) -> int:
     """The whole command; returns the exit code. User errors become one line on stderr."""
     try:
         code = _score(opts)
-        _flush_stdout()
+        _STDOUT.flush()
         return code or 0
     except ClassifierError as e:
         _say(f"error: {e}")
@@ -361,8 +361,6 @@ def _score_to_file(opts: ScoreOptions, read, run_records):
         with _rejects_file(opts) as rejects, atomic_path(opts.output) as tmp, \
                 open(tmp, "w", encoding="utf-8", newline="\n") as out:
             return run_records(read(), out=out, rejects=rejects)
-    except WriteError:
-        raise
     except OSError as e:   # the temporary file beside FILE is gone again; FILE is as it was
         raise WriteError(f"cannot write --output {opts.output}: {e.strerror or e}; nothing was written") from None
 
@@ -476,24 +474,25 @@ class _Stdout:
     traceback (a reader that went away stays BrokenPipeError, which `run` treats as the end)."""
 
     def write(self, text: str) -> None:
-        try:
+        with _stdout_errors():
             sys.stdout.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as e:
-            raise StdoutError(str(write_error("stdout", e))) from None
+
+    def flush(self) -> None:
+        with _stdout_errors():
+            sys.stdout.flush()
 
 
-_STDOUT = _Stdout()
-
-
-def _flush_stdout() -> None:
+@contextlib.contextmanager
+def _stdout_errors():
     try:
-        sys.stdout.flush()
+        yield
     except BrokenPipeError:
         raise
     except OSError as e:
         raise StdoutError(str(write_error("stdout", e))) from None
+
+
+_STDOUT = _Stdout()
 
 
 def _say(message: str) -> None:
