@@ -86,7 +86,7 @@ def score_with_ray(opts, bundle: Path, say) -> RaySummary:
         staging = opts.output.parent / f".{opts.output.name}.{run_id}.partial"
         opts.output.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _run_dataset(ray, opts, folder, manifest, staging, actors, threads, say, str(scratch))
+            _run_dataset(ray, opts, folder, manifest, staging, actors, threads, say, scratch)
             summary = _check_output(staging, opts)
             _write_rejects(staging, opts)
             (staging / "_SUCCESS").write_text(json.dumps({
