@@ -264,11 +264,23 @@ def run(opts: ScoreOptions) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
-    except ImportError as e:
-        if isinstance(e.__cause__, KeyboardInterrupt):   # Ctrl-C while onnxruntime's extension loaded
+    except Exception as e:
+        if _interrupted(e):   # Ctrl-C inside an import: onnxruntime re-raises it as ImportError
             _say("interrupted")
             return 130
         raise
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt sits anywhere in the chain that led to `e` (raised from it,
+    or raised while handling it: numpy's import does the latter)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def describe(model: Path | None) -> int:

@@ -349,3 +349,34 @@ def test_an_interrupt_at_start_up_ends_without_a_traceback(tiny, delay):
     assert b"Traceback" not in err and out == b""
     if p.returncode == 130:
         assert err == b"edge-classify: interrupted\n"
+
+
+@pytest.mark.parametrize("chain", ["raised_from", "raised_while_handling"])
+def test_an_interrupt_inside_an_import_ends_as_an_interrupt(monkeypatch, capsys, chain):
+    """Ctrl-C while onnxruntime imports numpy reaches the command as an ImportError whose chain
+    holds the KeyboardInterrupt: as `raise ImportError from` (onnxruntime's extension) or raised
+    while handling it (numpy's own `except` block, seen on CI). Both end as an interrupt."""
+    import review_classifier.edge.cli as cli
+
+    def score(opts):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            if chain == "raised_from":
+                raise ImportError("onnxruntime failed") from e
+            raise ImportError("import numpy failed")
+
+    monkeypatch.setattr(cli, "_score", score)
+    assert cli.run(None) == 130
+    assert capsys.readouterr().err == "edge-classify: interrupted\n"
+
+
+def test_an_import_error_without_an_interrupt_is_not_hidden(monkeypatch):
+    import review_classifier.edge.cli as cli
+
+    def score(opts):
+        raise ImportError("no module named onnxruntime")
+
+    monkeypatch.setattr(cli, "_score", score)
+    with pytest.raises(ImportError, match="no module named onnxruntime"):
+        cli.run(None)
