@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.offline import go_offline
 from benchmarks.bench_edge import agreement, load_sample
 from review_classifier.shared.provenance import data_file, provenance
 
@@ -132,7 +133,7 @@ def int8_weights(bundle: Path) -> dict:
     import onnx
 
     from review_classifier.shared.bundle import load_bundle
-    from review_classifier.training.quantize import int8_weight_range
+    from review_classifier.training.bundle.quantize import int8_weight_range
 
     manifest, folder = load_bundle(bundle)
     lo, hi = int8_weight_range(onnx.load(str(folder / manifest.model_file)))
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         raise SystemExit(f"avx2_check: needs an x86-64 host, this is {platform.machine()}")
     qemu = find_qemu()
     emulate = [qemu, "-cpu", args.cpu]
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    go_offline()
 
     from review_classifier.shared.atomic import atomic_write_text
     from review_classifier.shared.bundle import load_bundle

@@ -1,6 +1,6 @@
 """TF-IDF (unigrams + bigrams) + logistic regression on the same splits as the training job.
 
-The yardstick every fine-tuned model has to beat. It uses training.splits.load_splits, so its
+The yardstick every fine-tuned model has to beat. It uses training.data.splits.load_splits, so its
 train/valid/test are exactly those of a training run with the same config:
 
     python -m benchmarks.baseline_tfidf --train /work/shared/data/imdb/train.csv.gz \\
@@ -19,10 +19,10 @@ import typer
 from review_classifier.shared.atomic import atomic_write_text
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.provenance import data_file, provenance
-from review_classifier.training.config import TrainConfig, load_config
-from review_classifier.training.reviews import Reviews, data_fingerprint
-from review_classifier.training.splits import load_splits
-from review_classifier.training.tfidf import make_vectorizer
+from review_classifier.training.config.settings import TrainConfig, load_config
+from review_classifier.training.data.reviews import Reviews, data_fingerprint
+from review_classifier.training.data.splits import load_splits
+from review_classifier.training.audit.tfidf import make_vectorizer
 
 C_GRID = (2.0, 4.0, 8.0, 16.0, 32.0)
 

@@ -105,7 +105,7 @@ def retrain_all(texts: list[str], train_sets: dict[str, tuple[np.ndarray, np.nda
                 test_labels: np.ndarray, names: list[str], c: float) -> dict:
     """retrained_scores for each {name: (rows, labels)}, on TF-IDF features fitted on all training texts,
     and the share of the noisy-clean gap that dropping (and relabelling) the flagged rows closes."""
-    from review_classifier.training.tfidf import make_vectorizer
+    from review_classifier.training.audit.tfidf import make_vectorizer
 
     vec = make_vectorizer(min_df=2)
     features, test_features = vec.fit_transform(texts), vec.transform(test_texts)
@@ -131,9 +131,9 @@ def detection_scores(flagged: np.ndarray, ranked: np.ndarray, flipped: np.ndarra
 
 def bench_dataset(name: str, work: Path, recipe: str, sets: list[str], noise: float, seed: int, folds: int,
                   unmodified: bool, log=print) -> dict:
-    from review_classifier.training.audit import read_audit_rows
-    from review_classifier.training.audit_probs import AuditOptions, audit_config
-    from review_classifier.training.sources import load_reviews
+    from review_classifier.training.audit.label_issues import read_audit_rows
+    from review_classifier.training.audit.probs import AuditOptions, audit_config
+    from review_classifier.training.data.sources import load_reviews
 
     train_csv, test_csv, overrides, description = dataset_files(name, work)
     cfg, model = audit_config(recipe, [*overrides, *sets])
@@ -199,10 +199,11 @@ def bench_teacher(bundle: Path, work: Path, noise: float, seed: int, rows: int, 
     with `noise` of their labels flipped, audited with the logits of a bundle trained on the train
     split only (so out of sample for every test review). Detection only: no retraining."""
     from review_classifier.shared.bundle import load_bundle
-    from review_classifier.training.audit import run_audit
-    from review_classifier.training.audit_probs import AuditOptions, audit_config
-    from review_classifier.training.teacher import compute_teacher_logits, save_teacher_logits
-    from review_classifier.training.sources import load_reviews
+    from review_classifier.training.audit.label_issues import run_audit
+    from review_classifier.training.audit.probs import AuditOptions, audit_config
+    from review_classifier.training.compress.teacher import compute_teacher_logits
+    from review_classifier.training.data.teacher_logits import save_teacher_logits
+    from review_classifier.training.data.sources import load_reviews
 
     train_csv, test_csv, _, description = dataset_files("imdb", work)
     cfg, _ = audit_config("tfidf", [])
@@ -236,7 +237,7 @@ def audit_once(data: Path, cfg, opts, folder: Path, log) -> tuple[dict, dict]:
     """run_audit, or the audit already in `folder` when it audited the same file (sha256) with the
     same labels, model, folds and seed (a rerun of the benchmark redoes only the retraining)."""
     from review_classifier.shared.bundle import sha256_file
-    from review_classifier.training.audit import run_audit
+    from review_classifier.training.audit.label_issues import run_audit
 
     try:
         prior = json.loads((folder / "audit.json").read_text(encoding="utf-8"))

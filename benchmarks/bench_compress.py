@@ -7,7 +7,7 @@ The labelled reviews in --data are split (stratified, fixed seed) into a tuning 
 the int8 calibration sample and the quantization accuracy check come, and an evaluation half,
 capped at --limit. Every model is scored on the same evaluation reviews in one run: validation
 accuracy, macro F1, model file size and reviews/s, tokenisation included (PyTorch through
-training.text.encode_texts, ONNX through the edge runtime's EdgeClassifier on a verified
+training.data.text.encode_texts, ONNX through the edge runtime's EdgeClassifier on a verified
 bundle). Results and provenance go to results/bench_compress.json.
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ def torch_row(model_dir: Path, reviews, cfg, threads: int, batch_size: int) -> d
     import torch
 
     from review_classifier.shared.metrics import classification_report
-    from review_classifier.training.export import load_for_export, model_input_names, pad_token_id, torch_logits
-    from review_classifier.training.text import encode_texts
+    from review_classifier.training.bundle.export import load_for_export, model_input_names, pad_token_id, torch_logits
+    from review_classifier.training.data.text import encode_texts
 
     torch.set_num_threads(threads)
     model, tok = load_for_export(model_dir)
@@ -71,7 +71,7 @@ def onnx_row(bundle: Path, reviews, threads: int, batch_size: int) -> dict:
 
 def bench_provenance(args: argparse.Namespace, threads: int) -> dict:
     from review_classifier.shared.provenance import data_file, provenance
-    from review_classifier.training.quantize import vnni_available
+    from review_classifier.training.bundle.quantize import vnni_available
 
     return provenance({"eval": data_file(args.data)}, threads=threads, nproc=os.cpu_count(),
                       vnni=vnni_available())
@@ -93,11 +93,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     from review_classifier.edge.model import available_cpus
     from review_classifier.shared.atomic import atomic_write_text
-    from review_classifier.training.bundle_build import build_bundles
-    from review_classifier.training.config import load_config
-    from review_classifier.training.sources import load_reviews
-    from review_classifier.training.splits import reduce_reviews, split_reviews
-    from review_classifier.training.export import ExportError
+    from review_classifier.training.bundle.build import BundleInputs, build_bundles
+    from review_classifier.training.config.settings import load_config
+    from review_classifier.training.data.sources import load_reviews
+    from review_classifier.training.data.splits import reduce_reviews, split_reviews
+    from review_classifier.training.bundle.export import ExportError
 
     cfg = load_config(args.recipe, args.overrides)
     threads = args.threads or available_cpus()
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append({"model": name, **torch_row(model_dir, evaluation, cfg, threads, args.batch_size)})
             started = time.perf_counter()
             try:
-                bundles = build_bundles(model_dir, Path(work) / name, cfg, valid=tune, calib=calib)
+                bundles = build_bundles(BundleInputs(model_dir, cfg, valid=tune, calib=calib), Path(work) / name)
             except ExportError as e:   # a failed check is a result too: record it, go on
                 failures.append({"model": name, "error": str(e)})
                 print(f"[{name}] bundle failed: {e}", file=sys.stderr)

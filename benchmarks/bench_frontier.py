@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.offline import go_offline
 from benchmarks import torch_peers
 from benchmarks.bench_edge import DATA, cold_start, dir_size_mb, load_sample, run_edge, write_sample_csv
 from benchmarks.bench_long import save_figure
@@ -150,7 +150,7 @@ def tfidf_row(train_csv: Path, texts: list[str], gold: list[str], work: Path) ->
     then scored in a fresh process: its cold start includes loading the pickled model."""
     from sklearn.linear_model import LogisticRegression
 
-    from review_classifier.training.tfidf import clean_for_tfidf, make_vectorizer
+    from review_classifier.training.audit.tfidf import clean_for_tfidf, make_vectorizer
     from benchmarks.bench_long import read_labelled
 
     train_texts, train_labels = read_labelled(train_csv, 0, 0, "review", "sentiment")
@@ -236,9 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the PyTorch bf16 peers: auto = where the CPU computes bf16 natively (AVX512_BF16/AMX)")
     ap.add_argument("--out", type=Path, default=None, help="[default: results/bench_frontier_<cpu>.json]")
     args = ap.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    go_offline()
 
     threads = args.threads or available_cpus()
     tiers = [t.split("=", 1) for t in args.tier] or [["default", str(locate_bundle(None)[0])]]

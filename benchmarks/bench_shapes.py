@@ -8,7 +8,7 @@ candidate) and timed on the same IMDB test reviews, cut head+tail, in one proces
     python -m benchmarks.bench_shapes --n 400    # -> results/bench_shapes_<cpu>.json
 
 Speed is reported as a ratio to the first shape (the default tier, 6 layers x 256 tokens). The
-runner is training.export.onnx_logits (32 reviews a run, sorted by length), not edge-classify:
+runner is training.bundle.export.onnx_logits (32 reviews a run, sorted by length), not edge-classify:
 absolute reviews/s are below the edge runtime's; the ratios are what the choice reads.
 """
 from __future__ import annotations
@@ -36,9 +36,9 @@ def quantized_student(layers: int, folder: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModelForSequenceClassification
 
-    from review_classifier.training.config import OFFLINE_MINILM
-    from review_classifier.training.model import keep_first_layers
-    from review_classifier.training.model_sources import resolve_model_path
+    from review_classifier.training.config.settings import OFFLINE_MINILM
+    from review_classifier.training.fit.model import keep_first_layers
+    from review_classifier.training.fit.model_sources import resolve_model_path
 
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(OFFLINE_MINILM), num_labels=2)
     keep_first_layers(model, layers).eval()
@@ -54,8 +54,8 @@ def quantized_student(layers: int, folder: Path) -> Path:
 
 
 def reviews_per_s(model: Path, ids: list[list[int]], threads: int, repeats: int) -> float:
-    """The fastest of `repeats` timed passes (after a warm-up) of training.export.onnx_logits."""
-    from review_classifier.training.export import onnx_logits, ort_session
+    """The fastest of `repeats` timed passes (after a warm-up) of training.bundle.export.onnx_logits."""
+    from review_classifier.training.bundle.export import onnx_logits, ort_session
 
     session = ort_session(model, threads)
     onnx_logits(session, ids, 0, batch_size=32)   # warm-up
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoTokenizer
 
     from review_classifier.edge.model import available_cpus
-    from review_classifier.training.config import OFFLINE_MINILM
-    from review_classifier.training.model_sources import resolve_model_path
-    from review_classifier.training.text import encode_texts
+    from review_classifier.training.config.settings import OFFLINE_MINILM
+    from review_classifier.training.fit.model_sources import resolve_model_path
+    from review_classifier.training.data.text import encode_texts
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA, help="labelled CSV(.gz) [default: ../shared/data/imdb/test.csv.gz]")

@@ -44,10 +44,10 @@ ACCURACY_EXTRA = ("manual bf16 grouped, torch dropout", "manual", "bf16", True, 
 
 def measure(name, engine, precision, grouped, pad, extra: tuple[str, ...], args, tokenized, tokenizer,
             work: Path) -> dict:
-    from review_classifier.training.config import load_config
-    from review_classifier.training.loop import fit
-    from review_classifier.training.model import load_model
-    from review_classifier.training.trainer_engine import fit_with_trainer
+    from review_classifier.training.config.settings import load_config
+    from review_classifier.training.fit.loop import fit
+    from review_classifier.training.fit.model import load_model
+    from review_classifier.training.fit.trainer_engine import fit_with_trainer
 
     out = work / name.replace(" ", "-")
     cfg = load_config(args.recipe, [f"engine={engine}", f"precision={precision}", f"group_by_length={grouped}",
@@ -74,9 +74,9 @@ def prepare(base, args):
     """The same n training reviews (a fixed random sample) and a small valid set for every variant."""
     from datasets import DatasetDict
 
-    from review_classifier.training.splits import load_splits
-    from review_classifier.training.tokenized import tokenize_splits
-    from review_classifier.training.model import load_tokenizer
+    from review_classifier.training.data.splits import load_splits
+    from review_classifier.training.data.tokenized import tokenize_splits
+    from review_classifier.training.fit.model import load_tokenizer
 
     splits = load_splits(base)
     tokenizer = load_tokenizer(base)
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     variants = [v for v in variants if not args.only or any(s.strip() in v[0] for s in args.only.split(","))]
     if args.variant:
         variants = [v for v in variants if v[0] == args.variant]
-    from review_classifier.training.config import load_config
+    from review_classifier.training.config.settings import load_config
 
     n = args.steps * args.batch_size
     base = load_config(args.recipe, [f"max_length={args.max_length}"] + ([f"data={args.data}"] if args.data else []))

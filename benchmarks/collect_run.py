@@ -19,7 +19,7 @@ from review_classifier.shared.errors import ClassifierError
 
 
 def collect(run: Path, name: str, note: str, results: Path, reproduce: str = "") -> Path:
-    from review_classifier.training.plots import timed_steps
+    from review_classifier.training.fit.plots import timed_steps
 
     src = run / "results.json"
     if not src.is_file():

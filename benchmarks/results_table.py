@@ -7,60 +7,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 from review_classifier.shared.atomic import atomic_write_text
 from review_classifier.shared.provenance import cpu_class
 
-# The IMDB models, first the one the targets are judged on: (file prefix, what it is, its run folder).
-TRAINED = (
-    ("imdb_shipped", "default recipe, 1,100 steps (1.53 epochs) on an AVX2-only CPU: the shipped model",
-     "runs/ship"),
-    ("imdb_default", "default recipe, 3 epochs (NVIDIA H200)", "runs/gpu-imdb-default"),
-    ("imdb_gpu", "gpu recipe: 512 tokens, batch 64, 3 epochs (NVIDIA H200)", "runs/gpu-imdb-gpu"),
-    ("imdb_default_cpu_1epoch", "default recipe cut to 1 epoch (AVX-512 EPYC)", "runs/imdb-default"),
-    ("imdb_fast", "fast recipe: its first 3 layers at 160 head+tail tokens, distilled from the shipped bundle's "
-     "logits (2 windows), 3 epochs on an AVX2-only CPU", "runs/fast"),
-)
-COMMANDS = {
-    "imdb_shipped_train": "train-classify train --recipe default --set data=../shared/data/imdb/train.csv.gz "
-                          "--set test_data=SAMPLE.csv --set precision=fp32 --set valid_size=0.08 "
-                          "--set epochs=2 --set max_steps=1100 --set lr=8e-5 --set output_dir=runs/ship",
-    "imdb_default_train": "train-classify train --recipe default --set data=../shared/data/imdb/train.csv.gz "
-                          "--set test_data=../shared/data/imdb/test.csv.gz --set output_dir=runs/gpu-imdb-default",
-    "imdb_gpu_train": "train-classify train --recipe gpu --set data=../shared/data/imdb/train.csv.gz "
-                      "--set test_data=../shared/data/imdb/test.csv.gz --set output_dir=runs/gpu-imdb-gpu",
-    "imdb_default_cpu_1epoch_train": "./dev train --recipe default --set data=../shared/data/imdb/train.csv.gz "
-                                     "--set test_data=../shared/data/imdb/test.csv.gz --set epochs=1 "
-                                     "--set batch_size=16 --set lr=6e-5 --set checkpoint_every=100 "
-                                     "--set output_dir=runs/imdb-default",
-    "imdb_fast_train": "train-classify teacher-logits edge/default_model --windows 2 --out teacher_w2.npz "
-                       "--set data=../shared/data/imdb/train.csv.gz --set test_data=SAMPLE.csv --set valid_size=0.08; "
-                       "train-classify train --recipe fast --set teacher_logits=teacher_w2.npz "
-                       "--set data=../shared/data/imdb/train.csv.gz --set test_data=SAMPLE.csv --set valid_size=0.08 "
-                       "--set output_dir=runs/fast",
-    "collect_run": "./dev collect-run RUN --name NAME --note NOTE",
-    "export": ".venv/bin/train-classify export RUN/best --out RUN/bundles --recipe RECIPE "
-              "--set data=../shared/data/imdb/train.csv.gz --set test_data=../shared/data/imdb/test.csv.gz",
-    "edge": "./dev edge-eval RUN/bundles/PRECISION ../shared/data/imdb/test.csv.gz results/NAME_edge_PRECISION.json",
-    "baseline_tfidf": "./dev baseline --train ../shared/data/imdb/train.csv.gz --test ../shared/data/imdb/test.csv.gz "
-                      "--out results/baseline_tfidf.json",
-    "bench_edge": "./dev bench-edge --int8-bundle runs/gpu-imdb-default/bundles/int8 "
-                  "--fp32-bundle runs/gpu-imdb-default/bundles/fp32 --torch-model runs/gpu-imdb-default/best",
-    "bench_train": "./dev bench-train",
-    "profile_edge": "./dev profile-edge --bundle runs/gpu-imdb-default/bundles/int8",
-    "bench_train_accuracy": "./dev bench-train --accuracy --steps 100 --max-length 128 --valid 500",
-    "avx2_check": "./dev avx2-check --int8-bundle runs/gpu-imdb-default/bundles/int8 "
-                  "--fp32-bundle runs/gpu-imdb-default/bundles/fp32",
-    "prune": ".venv/bin/train-classify prune runs/imdb-default/best --out runs/imdb-pruned "
-             "--set data=../shared/data/imdb/train.csv.gz --set test_data=../shared/data/imdb/test.csv.gz "
-             "--set batch_size=16 --set lr=3e-5 --set reduce_ratio=0.05 --set prune_sparsity=0.5 --set prune_epochs=1",
-    "distill": ".venv/bin/train-classify distill runs/imdb-default/best --out runs/imdb-distilled "
-               "--set data=../shared/data/imdb/train.csv.gz --set test_data=../shared/data/imdb/test.csv.gz "
-               "--set batch_size=16 --set reduce_ratio=0.1 --set distill_epochs=2 --set distill_layers=3 "
-               "--set lr=1e-4",
-    "bench_compress": "./dev bench-compress --model-dir runs/imdb-default/best --data ../shared/data/imdb/test.csv.gz",
-}
+# The IMDB models (file prefix, what it is, its run folder; first the one the targets are judged on)
+# and the commands behind the results files, as data beside results/: results/sources.toml.
+SOURCES = Path(__file__).resolve().parents[1] / "results" / "sources.toml"
+_sources = tomllib.loads(SOURCES.read_text())
+TRAINED = tuple((t["prefix"], t["what"], t["run"]) for t in _sources["trained"])
+COMMANDS: dict[str, str] = _sources["commands"]
 
 
 def _load(folder: Path, name: str) -> dict | None:
@@ -271,7 +229,7 @@ def train_machine_section(d: dict) -> list[str]:
         out += ["", f"Goals: bf16 + grouping >= 2x fp32 padded: {'met' if ratio >= 2 else 'NOT met'} ({ratio:.2f}x); "
                 f"manual loop >= Trainer: {'met' if min(trainer) >= 1 else 'NOT met'} "
                 f"(fp32 {trainer[0]:.2f}x, bf16 {trainer[1]:.2f}x)."]
-    out += ["", "On the CPU both engines train with FastDropout (training/fast_dropout.py), at every precision: "
+    out += ["", "On the CPU both engines train with FastDropout (training/review_classifier/training/fit/fast_dropout.py), at every precision: "
             "torch's CPU dropout draws one Mersenne-Twister number an element, which was about 30% of a bf16 "
             "step (the 16 x 12 x 256 x 256 attention-probability tensors), and its CPU attention has no fused "
             "kernel with dropout. FastDropout draws 64 bits at a time from the same seeded generator, and "

@@ -4,7 +4,7 @@
 - `torch_pipeline_bf16`: the same pipeline with the model in bf16;
 - `torch_sorted_bf16`: a careful PyTorch user: the model in bf16 under `torch.inference_mode`,
   reviews cut by the bundle's policy (head+tail), sorted by length, batched with dynamic padding,
-  results put back in input order (training.export.torch_logits).
+  results put back in input order (training.bundle.export.torch_logits).
 
 The bf16 peers run where the CPU computes bf16 natively (AVX512_BF16 or AMX), or when asked for
 (`--bf16-peers on`); elsewhere they are skipped with that reason. `PeerProcess` keeps one peer
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from review_classifier.training.precision import cpu_has_native_bf16
+from review_classifier.training.fit.precision import cpu_has_native_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 BF16_EMULATED = "skipped: CPU has no AVX512_BF16/AMX: bf16 would be emulated"
@@ -136,7 +136,7 @@ def pipeline_runner(model_dir, texts: list[str], policy, threads: int, batch_siz
     import torch
     from transformers import pipeline
 
-    from review_classifier.training.text import encode_texts
+    from review_classifier.training.data.text import encode_texts
 
     tokenizer, model = _load(model_dir, threads, dtype)
     ids = encode_texts(texts, tokenizer, policy)
@@ -154,8 +154,8 @@ def pipeline_runner(model_dir, texts: list[str], policy, threads: int, batch_siz
 
 def sorted_logits(model, tokenizer, texts: list[str], policy, batch_size: int):
     """Logits in input order: the bundle's cut, then length-sorted batches with dynamic padding."""
-    from review_classifier.training.export import model_input_names, torch_logits
-    from review_classifier.training.text import encode_texts
+    from review_classifier.training.bundle.export import model_input_names, torch_logits
+    from review_classifier.training.data.text import encode_texts
 
     ids = encode_texts(texts, tokenizer, policy)
     return torch_logits(model, ids, model_input_names(model, tokenizer), tokenizer.pad_token_id, batch_size)

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
+from review_classifier.edge import empty_texts
 from review_classifier.edge.model import EdgeClassifier
 from review_classifier.edge.output import Formatter
 from review_classifier.edge.records import Record
@@ -16,9 +17,6 @@ from review_classifier.shared.calibration import uncalibrate
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.labels import LabelMap, default_aliases_for
 from review_classifier.shared.text import is_blank
-
-EMPTY_POLICIES = ("mark", "error")
-
 
 @dataclass
 class Summary:
@@ -54,22 +52,32 @@ class Summary:
                 "temperature": temperature, "ece_bins": ECE_BINS}
 
 
-def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO | None,
-                     formatter: Formatter, empty: str = "mark", evaluate: bool = False,
-                     progress: bool = False, rejects: Callable[[str], None] | None = None,
+@dataclass(frozen=True)
+class Scoring:
+    """How a run scores, the same for each of its (resumed) parts: the model, the output lines,
+    the empty-text policy (edge.empty_texts), whether labels are compared (--eval), a progress bar."""
+    clf: EdgeClassifier
+    formatter: Formatter
+    empty: str = "mark"
+    evaluate: bool = False
+    progress: bool = False
+
+
+def classify_records(records: Iterable[Record], scoring: Scoring, out: TextIO | None,
+                     rejects: Callable[[str], None] | None = None, *,
                      checkpoint: Callable[[Summary], None] | None = None,
                      start: Summary | None = None, write_header: bool = True) -> Summary:
     """Score every record and write one line per record to `out` (skipped when None), in order.
 
-    Empty or whitespace-only texts are not scored: with empty="mark" they get an empty line
-    record (and are left out of --eval metrics); with empty="error" the first one stops the run.
+    Empty or whitespace-only texts are not scored: with scoring.empty="mark" they get an empty line
+    record (and are left out of --eval metrics); with "error" the first one stops the run.
     A record the reader rejected (`Record.error`, --on-error skip) also keeps its place with an
     empty record, and goes to `rejects` as a JSON line naming its place and the reason.
     `checkpoint(summary)` is called after every record at which the scoring could restart
     identically (see `EdgeClassifier.restart_every`); `start` carries a resumed run's counters.
     """
-    if empty not in EMPTY_POLICIES:
-        raise ClassifierError(f"--empty must be one of {EMPTY_POLICIES}, got {empty!r}")
+    clf, formatter, empty, evaluate = scoring.clf, scoring.formatter, scoring.empty, scoring.evaluate
+    empty_texts.check_policy(empty)
     summary = start or Summary()
     restart_every, scored = clf.restart_every, 0
     label_map = _label_map(clf.labels, clf.manifest.data.get("label_aliases")) if evaluate else None
@@ -83,10 +91,8 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
                 pending.append(rec._replace(text=""))   # keep label and place, not the text
                 yield rec.text
                 continue
-            if rec.error is None and empty == "error":
-                if rejects is None:
-                    raise empty_text_error(rec.where)
-                rec = rec._replace(error="empty text")
+            rec = rec._replace(error=empty_texts.record_error(rec.text, rec.error, rec.where, empty,
+                                                               skipping=rejects is not None))
             if rec.error is not None:
                 if rejects is None:
                     raise ClassifierError(f"{rec.where}: {rec.error}")
@@ -104,7 +110,7 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
     header = formatter.header()
     if out is not None and header and write_header:
         out.write(header)
-    bar = _progress_bar() if progress else None
+    bar = _progress_bar() if scoring.progress else None
 
     def emit(rec: Record | None, probs: np.ndarray | None) -> None:
         nonlocal scored
@@ -139,11 +145,6 @@ def classify_records(records: Iterable[Record], clf: EdgeClassifier, out: TextIO
         if bar is not None:
             bar.close()
     return summary
-
-
-def empty_text_error(where: str) -> ClassifierError:
-    """--empty error: the one line for the first empty text (both engines)."""
-    return ClassifierError(f"{where}: empty text; remove it or use --empty mark")
 
 
 def _label_map(labels: list[str], aliases: dict | None = None) -> LabelMap:

@@ -19,7 +19,8 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from review_classifier.shared.bundle import ORT_DISABLED_OPTIMIZERS, Manifest, load_bundle
-from review_classifier.shared.errors import BundleError
+from review_classifier.shared.errors import BundleError, first_line
+from review_classifier.shared.logits import pad_ids, softmax
 from review_classifier.shared.text import build_windows, is_blank, normalize_text, pool_windows
 
 WINDOW_BATCHES = 64   # batches sorted together by length; bounds memory and output latency
@@ -243,23 +244,11 @@ class EdgeClassifier:
 
     def _run(self, batch: list[list[int]]) -> np.ndarray:
         """One onnxruntime run: the raw logits (float32) of a padded batch."""
-        width = max(len(x) for x in batch)
-        input_ids = np.full((len(batch), width), self.manifest.pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for row, x in enumerate(batch):
-            input_ids[row, :len(x)] = x
-            mask[row, :len(x)] = 1
-        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
-        logits = self._session.run([self._output], {n: feeds[n] for n in self._inputs})[0]
+        feeds = pad_ids(batch, self._inputs, self.manifest.pad_id)
+        logits = self._session.run([self._output], feeds)[0]
         if not self._width_known:
             self._check_width(logits.shape[-1])
         return logits
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def heap_trimmer():
@@ -344,5 +333,4 @@ def _open_session(path: Path, threads: int, per_review: bool = False, profile_pr
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"],
                                     disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BundleError(f"cannot load model {path}: {first}") from None
+        raise BundleError(f"cannot load model {path}: {first_line(e)}") from None

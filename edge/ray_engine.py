@@ -34,7 +34,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from review_classifier.shared.errors import BundleError, ClassifierError
+from review_classifier.shared.errors import BundleError, ClassifierError, first_line
+from review_classifier.edge import empty_texts
 from review_classifier.shared.text import is_blank
 
 RAY_BATCH = 256        # records an actor scores per call
@@ -102,8 +103,7 @@ def score_with_ray(opts, bundle: Path, say) -> RaySummary:
         for copy in Path(tempfile.gettempdir()).glob(f"{scratch}-*"):
             shutil.rmtree(copy, ignore_errors=True)
     if summary.empty_count:
-        say(f"warning: {summary.empty_count} empty text(s) got an empty label "
-            f"(first at {'; '.join(summary.empty)}); --empty error refuses them")
+        say(empty_texts.warning(summary.empty_count, summary.empty))
     say(f"ray: {summary.records:,} records, {summary.scored:,} scored -> {opts.output}")
     return summary
 
@@ -136,7 +136,7 @@ def _start_ray(ray, address: str | None, cpus: int) -> None:
             ray.init(num_cpus=cpus, include_dashboard=False, **kwargs)
     except Exception as e:  # ConnectionError, RuntimeError, ValueError: all "no cluster"
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise ClassifierError(f"cannot start or join {where}: {_first_line(e)}") from None
+        raise ClassifierError(f"cannot start or join {where}: {first_line(e)}") from None
 
 
 def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, threads: int, say,
@@ -227,17 +227,12 @@ class _FileReader:
         self.columns = columns
 
     def __call__(self, item: dict):
-        from review_classifier.edge.classify import empty_text_error
         from review_classifier.edge.records import read_records
 
         input_format, text_field, errors, on_error, id_field, empty = self.args
         for rec in read_records([item["path"]], input_format, text_field, None, errors, on_error,
                                 id_field=id_field, columns=self.columns):
-            error = rec.error
-            if error is None and empty == "error" and is_blank(rec.text):
-                if on_error == "stop":
-                    raise empty_text_error(rec.where)
-                error = "empty text"
+            error = empty_texts.record_error(rec.text, rec.error, rec.where, empty, skipping=on_error != "stop")
             yield {"id": rec.key if rec.key is not None else f"{rec.source}:{rec.line}",
                    "source": rec.source, "line": rec.line, "text": rec.text if error is None else "",
                    "error": error}
@@ -396,12 +391,7 @@ def _user_error(error: BaseException) -> ClassifierError:
             cause = getattr(e, "cause", None)   # a RayTaskError(ClassifierError) holds the original
             original = cause if isinstance(cause, ClassifierError) else e
             wrapped = BundleError if isinstance(original, BundleError) else ClassifierError
-            return wrapped(_first_line(original))
+            return wrapped(first_line(original))
         e = getattr(e, "cause", None) or e.__cause__ or e.__context__
-    return ClassifierError(f"ray job failed: {_first_line(error)}")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    return ClassifierError(f"ray job failed: {first_line(error)}")
 

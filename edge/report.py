@@ -5,7 +5,7 @@ Each figure is written as NAME.png and NAME.json (the numbers it draws); report.
 picture and, under it, a table of those same numbers, and names its files in data-png /
 data-json attributes, so a reader (or a test) can check one against the other. Figures here:
 the reliability diagram (accuracy against confidence, with and without the temperature), the
-confusion matrix and accuracy by text length; training.audit_report adds the audit's.
+confusion matrix and accuracy by text length; training.audit.report adds the audit's.
 
 matplotlib is not part of the slim edge install: `pip install 'review-classifier[report]'`.
 """

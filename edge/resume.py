@@ -28,6 +28,7 @@ import os
 import time
 from pathlib import Path
 
+from review_classifier.shared.cache import cache_root
 from review_classifier.shared.atomic import atomic_write_text, recover_interrupted
 from review_classifier.shared.bundle import MANIFEST, sha256_file
 from review_classifier.shared.errors import ClassifierError
@@ -144,7 +145,7 @@ def _finished_record(output: Path) -> Path:
     """Where the record of the run that finished `output` lives, keyed by its real path."""
     import hashlib
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "review-classifier" / "outputs"
+    cache = cache_root() / "outputs"
     return cache / (hashlib.sha256(os.path.realpath(output).encode()).hexdigest()[:32] + ".json")
 
 

@@ -4,7 +4,7 @@ Layout of a bundle folder:
     manifest.json   this module's `Manifest`, with the sha256 of every other file
     model.onnx      the classifier (int8 or fp32), inputs named in `input_names`
     tokenizer.json  a `tokenizers` tokenizer (padding/truncation are applied in code)
-    README.md       the model card (schema 2; training.model_card writes it)
+    README.md       the model card (schema 2; training.bundle.model_card writes it)
 A bundle may also travel as one `.tar.gz` holding that folder's files.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from review_classifier.shared.cache import cache_root
 from review_classifier.shared.atomic import atomic_path, atomic_write_text
 from review_classifier.shared.errors import BundleError
 from review_classifier.shared.text import TextPolicy
@@ -195,7 +196,7 @@ def pack_bundle(folder: str | os.PathLike, archive: str | os.PathLike) -> Path:
 def _unpack(archive: Path) -> Path:
     """Extract a bundle archive into a cache folder keyed by its checksum (reused later)."""
     digest = sha256_file(archive)[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "review-classifier" / digest
+    cache = cache_root() / digest
     if (cache / MANIFEST).is_file():
         return cache
     try:

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from review_classifier.shared.logits import log_softmax
+
 ECE_BINS = 15              # equal-width confidence bins, as in Guo et al.
 ECE_LIMIT = 0.02           # above this on validation, an export stores a fitted temperature
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:

@@ -11,3 +11,10 @@ class BundleError(ClassifierError):
     """A model bundle is missing, tampered with, truncated or incompatible."""
 
     exit_code = 3
+
+
+def first_line(e: BaseException) -> str:
+    """An exception as one line for a user-facing message: its first line, else its type's name
+    (library errors often carry a traceback-sized text)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

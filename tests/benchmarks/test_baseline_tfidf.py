@@ -6,8 +6,8 @@ import hashlib
 import pytest
 
 from tests.conftest import write_toy_csv
-from review_classifier.training.config import TrainConfig
-from review_classifier.training.splits import load_splits
+from review_classifier.training.config.settings import TrainConfig
+from review_classifier.training.data.splits import load_splits
 
 pytest.importorskip("sklearn")
 from benchmarks.baseline_tfidf import run_baseline  # noqa: E402

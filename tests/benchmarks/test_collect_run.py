@@ -5,7 +5,7 @@ import json
 
 
 from benchmarks.collect_run import collect, main
-from review_classifier.training.plots import timed_steps
+from review_classifier.training.fit.plots import timed_steps
 
 
 def write_steps(tb, walls: dict[int, float]) -> None:

@@ -52,7 +52,7 @@ def test_the_length_sorted_peer_gives_each_text_its_own_result_in_input_order(ti
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from review_classifier.shared.bundle import load_bundle
-    from review_classifier.training.text import encode_texts
+    from review_classifier.training.data.text import encode_texts
 
     bundle, torch_dir = tiny
     policy = load_bundle(bundle)[0].policy

@@ -1,7 +1,7 @@
 """Tiny random BERT bundles for the edge tests, built once per session.
 
-A stand-in for the real exporter (training.bundle_build): export with the legacy ONNX
-exporter, seal with shared.bundle, special tokens from training.text.special_ids.
+A stand-in for the real exporter (training.bundle.build): export with the legacy ONNX
+exporter, seal with shared.bundle, special tokens from training.data.text.special_ids.
 
 Without torch (the slim installs on the oldest and newest Python, .ci/pythons.sh) the bundles
 come prebuilt: `python -m tests.edge.build_bundles DIR` in the main venv, then
@@ -54,7 +54,7 @@ def export_bundle(folder: Path, labels: list[str], input_names: list[str], seed:
 
     from review_classifier.shared.bundle import Manifest, seal_bundle
     from review_classifier.shared.text import TextPolicy
-    from review_classifier.training.text import special_ids
+    from review_classifier.training.data.text import special_ids
 
     minilm = minilm_dir()
     tokenizer = AutoTokenizer.from_pretrained(minilm)

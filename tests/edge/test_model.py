@@ -46,7 +46,7 @@ def torch_proba(model, ids: list[list[int]], pad_id: int, names: list[str]) -> n
 def test_ids_and_probabilities_match_training(which, request):
     """The edge's ids and probabilities equal the training side's (torch; not in the slim stage)."""
     pytest.importorskip("torch")
-    from review_classifier.training.text import encode_texts
+    from review_classifier.training.data.text import encode_texts
 
     folder, model, tokenizer = request.getfixturevalue(which)
     clf = EdgeClassifier(folder, threads=1, batch_size=4)
@@ -79,7 +79,7 @@ def test_windows_read_the_whole_text_and_average_the_windows_logits(mode, sharp)
     the mean of the windows' logits, each window scored alone by PyTorch; short texts are unchanged."""
     torch = pytest.importorskip("torch")
     from review_classifier.shared.text import build_windows, window_starts
-    from review_classifier.training.text import encode_windows
+    from review_classifier.training.data.text import encode_windows
 
     folder, model, tokenizer = sharp[mode]
     one = EdgeClassifier(folder, threads=2, batch_size=4)

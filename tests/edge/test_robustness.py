@@ -366,7 +366,7 @@ def test_an_interrupt_inside_an_import_ends_as_an_interrupt(monkeypatch, capsys,
                 raise ImportError("onnxruntime failed") from e
             raise ImportError("import numpy failed")
 
-    monkeypatch.setattr(cli, "_score", score)
+    monkeypatch.setattr(cli, "score", score)
     assert cli.run(None) == 130
     assert capsys.readouterr().err == "edge-classify: interrupted\n"
 
@@ -377,6 +377,6 @@ def test_an_import_error_without_an_interrupt_is_not_hidden(monkeypatch):
     def score(opts):
         raise ImportError("no module named onnxruntime")
 
-    monkeypatch.setattr(cli, "_score", score)
+    monkeypatch.setattr(cli, "score", score)
     with pytest.raises(ImportError, match="no module named onnxruntime"):
         cli.run(None)

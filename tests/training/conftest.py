@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_tiny_model, toy_review
-from review_classifier.training.config import load_config
-from review_classifier.training.reviews import Reviews
+from review_classifier.training.config.settings import load_config
+from review_classifier.training.data.reviews import Reviews
 
 NAMES = ("negative", "positive")
 
@@ -23,13 +23,13 @@ def toy_reviews(n: int, seed: int, source: str) -> Reviews:
 def trained_tiny(tmp_path_factory) -> Path:
     """The tiny BERT fine-tuned for a few seconds on toy reviews, so accuracy means something.
 
-    A bare loop (not training.loop.fit, which evaluates and checkpoints every epoch) keeps it quick.
+    A bare loop (not training.fit.loop.fit, which evaluates and checkpoints every epoch) keeps it quick.
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from review_classifier.training.export import pad_ids
-    from review_classifier.training.text import encode_texts
+    from review_classifier.shared.logits import pad_ids
+    from review_classifier.training.data.text import encode_texts
 
     root = tmp_path_factory.mktemp("trained")
     folder = build_tiny_model(root / "model")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from review_classifier.shared.errors import ClassifierError
-from review_classifier.training.audit import markup_problem, near_duplicate_key, read_audit_rows, run_audit
-from review_classifier.training.audit_probs import AuditOptions, audit_config, cross_fit_linear, fold_ids
-from review_classifier.training.config import load_config
+from review_classifier.training.audit.label_issues import markup_problem, near_duplicate_key, read_audit_rows, run_audit
+from review_classifier.training.audit.probs import AuditOptions, audit_config, cross_fit_linear, fold_ids
+from review_classifier.training.config.settings import load_config
 from tests.conftest import FILLER, NEGATIVE, POSITIVE
 
 TOPICS = {"sport": ["goal", "match", "league", "coach", "striker", "season"],
@@ -89,7 +89,7 @@ def test_multiclass_audit_with_other_columns_and_labels(tmp_path):
 
 def test_a_rows_probabilities_do_not_depend_on_its_own_label():
     """Cross-fitting: the model that scores a row never saw that row's label."""
-    from review_classifier.training.reviews import Reviews
+    from review_classifier.training.data.reviews import Reviews
 
     rng = random.Random(1)
     texts = [cue_text([POSITIVE, NEGATIVE][i % 2], rng) for i in range(200)]
@@ -139,7 +139,7 @@ def test_near_duplicate_key_and_markup_rules():
 
 
 def test_teacher_logits_replace_cross_fitting(tmp_path):
-    from review_classifier.training.teacher import save_teacher_logits
+    from review_classifier.training.data.teacher_logits import save_teacher_logits
 
     data, flipped = planted_csv(tmp_path / "r.csv", ["negative", "positive"], [NEGATIVE, POSITIVE], 60, 4)
     cfg = load_config("default")
@@ -204,7 +204,7 @@ def test_fine_tuning_per_fold_scores_every_row_once(tmp_path, tiny_model_dir):
 
 
 def test_embed_model_mean_pools_under_the_mask(tmp_path, tiny_model_dir):
-    from review_classifier.training.audit_probs import sentence_embeddings
+    from review_classifier.training.audit.probs import sentence_embeddings
 
     cfg = load_config("default", [f"model={tiny_model_dir}", "max_length=32"])
     texts = ["short", "a much longer text that needs padding in a batch with the short one", "short"]

@@ -5,10 +5,10 @@ import csv
 
 import numpy as np
 
-from review_classifier.training.audit import run_audit
-from review_classifier.training.audit_probs import AuditOptions
-from review_classifier.training.audit_report import write_audit_report
-from review_classifier.training.config import load_config
+from review_classifier.training.audit.label_issues import run_audit
+from review_classifier.training.audit.probs import AuditOptions
+from review_classifier.training.audit.report import write_audit_report
+from review_classifier.training.config.settings import load_config
 from tests.conftest import NEGATIVE, POSITIVE
 from tests.report_check import number, read_report
 from tests.training.test_audit import planted_csv

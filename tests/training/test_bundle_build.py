@@ -13,10 +13,10 @@ from review_classifier.shared.bundle import load_bundle
 from review_classifier.shared.errors import BundleError
 from tests.conftest import build_tiny_model
 from tests.training.conftest import NAMES, toy_reviews
-from review_classifier.training.bundle_build import build_bundles
-from review_classifier.training.config import load_config
-from review_classifier.training.evaluate_bundle import evaluate_bundle
-from review_classifier.training.export import ExportError
+from review_classifier.training.bundle.build import BundleInputs, build_bundles
+from review_classifier.training.config.settings import load_config
+from review_classifier.training.bundle.evaluate import evaluate_bundle
+from review_classifier.training.bundle.export import ExportError
 
 def bundle_cfg(model_dir: Path, *extra: str):
     return load_config("tiny", [f"model={model_dir}", "max_length=48", "calib_samples=32", "verify_samples=64",
@@ -27,8 +27,8 @@ def bundle_cfg(model_dir: Path, *extra: str):
 def bundles(trained_tiny, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("bundles") / "out"
     cfg = bundle_cfg(trained_tiny)
-    return build_bundles(trained_tiny, out, cfg, valid=toy_reviews(96, 3, "valid"),
-                         calib=toy_reviews(32, 4, "calib"), data_fingerprint="abc123", archive=True)
+    return build_bundles(BundleInputs(trained_tiny, cfg, valid=toy_reviews(96, 3, "valid"),
+                                      calib=toy_reviews(32, 4, "calib"), data_fingerprint="abc123"), out, archive=True)
 
 
 def test_int8_and_fp32_bundles_are_built_verified_and_described(bundles, trained_tiny):
@@ -66,8 +66,9 @@ def test_int8_and_fp32_bundles_are_built_verified_and_described(bundles, trained
 def assert_calibration(manifest, folder, cfg):
     """The stored temperature is the validation fit where the raw ECE exceeded the limit, 1.0
     otherwise, and the edge runtime's probabilities are softmax(logits / T) of the bundle's model."""
-    from review_classifier.edge.model import EdgeClassifier, softmax
-    from review_classifier.training.export import onnx_logits, ort_session
+    from review_classifier.edge.model import EdgeClassifier
+    from review_classifier.shared.logits import softmax
+    from review_classifier.training.bundle.export import onnx_logits, ort_session
 
     cal = manifest.calibration
     assert cal["n"] == 96 and cal["fitted_on"] == "validation split"
@@ -83,7 +84,7 @@ def assert_calibration(manifest, folder, cfg):
 
 
 def test_update_card_records_test_metrics_and_speed_and_reseals(bundles, tmp_path):
-    from review_classifier.training.model_card import update_card
+    from review_classifier.training.bundle.model_card import update_card
 
     folder = tmp_path / "b"
     shutil.copytree(bundles["int8"], folder)
@@ -154,8 +155,8 @@ def test_failed_int8_still_writes_and_verifies_the_fp32_bundle(trained_tiny, tmp
     out = tmp_path / "out"
     cfg = bundle_cfg(trained_tiny, setting)
     with pytest.raises(ExportError, match="the fp32 bundle was written and verified") as info:
-        build_bundles(trained_tiny, out, cfg, valid=toy_reviews(48, 3, "valid"), calib=toy_reviews(16, 4, "c"),
-                      max_trials=1)
+        build_bundles(BundleInputs(trained_tiny, cfg, valid=toy_reviews(48, 3, "valid"), calib=toy_reviews(16, 4, "c")),
+                      out, max_trials=1)
     assert sorted(p.name for p in out.iterdir()) == ["fp32", "int8_report.json"]
     manifest, _ = load_bundle(out / "fp32")                     # sealed and verified
     assert manifest.precision == "fp32"
@@ -168,7 +169,7 @@ def test_failed_fp32_parity_raises_and_leaves_nothing(trained_tiny, tmp_path):
     out = tmp_path / "out"
     cfg = bundle_cfg(trained_tiny, "parity_atol=1e-12")
     with pytest.raises(ExportError, match="parity") as info:
-        build_bundles(trained_tiny, out, cfg, valid=toy_reviews(48, 3, "valid"), calib=toy_reviews(16, 4, "c"))
+        build_bundles(BundleInputs(trained_tiny, cfg, valid=toy_reviews(48, 3, "valid"), calib=toy_reviews(16, 4, "c")), out)
     assert "max |logit diff|" in str(info.value)
     assert list(out.iterdir()) == []
 
@@ -177,8 +178,8 @@ def test_distilbert_int8_bundle_declares_and_gets_only_its_inputs(tmp_path):
     model_dir = build_tiny_model(tmp_path / "distilbert", distilbert=True)
     cfg = bundle_cfg(model_dir)
     lines: list[str] = []
-    built = build_bundles(model_dir, tmp_path / "out", cfg, valid=toy_reviews(48, 5, "valid"),
-                          calib=toy_reviews(16, 6, "calib"), precisions=("int8",), log=lines.append)
+    built = build_bundles(BundleInputs(model_dir, cfg, valid=toy_reviews(48, 5, "valid"), calib=toy_reviews(16, 6, "calib")),
+                          tmp_path / "out", precisions=("int8",), log=lines.append)
     assert set(built) == {"int8"}
     # progress, one line a stage and a tuning trial
     assert lines[0].startswith("export: fp32 ONNX") and any(x.startswith("  trial 1 (dynamic all ops)") for x in lines)
@@ -194,8 +195,8 @@ def test_mpnet_bundles_export_quantize_and_pass_the_parity_checks(tmp_path):
     build_bundles raises when fp32 ONNX parity or INT8 agreement fails, so building is the check."""
     model_dir = build_tiny_model(tmp_path / "mpnet", mpnet=True, seed=2)
     cfg = bundle_cfg(model_dir, "windows=2")
-    built = build_bundles(model_dir, tmp_path / "out", cfg, valid=toy_reviews(48, 5, "valid"),
-                          calib=toy_reviews(16, 6, "calib"), precisions=("fp32", "int8"))
+    built = build_bundles(BundleInputs(model_dir, cfg, valid=toy_reviews(48, 5, "valid"), calib=toy_reviews(16, 6, "calib")),
+                          tmp_path / "out", precisions=("fp32", "int8"))
     for precision in ("fp32", "int8"):
         manifest, _ = load_bundle(built[precision])
         assert manifest.input_names == ["input_ids", "attention_mask"]
@@ -243,13 +244,13 @@ def test_a_windows_bundle_keeps_the_setting_and_the_edge_matches_the_training_pa
     """windows=3 at export: the manifest says so, and check_edge_parity (which fails the export
     beyond 1e-4) pools the same windows the edge runtime reads."""
     from review_classifier.edge.model import EdgeClassifier
-    from review_classifier.training.reviews import Reviews
+    from review_classifier.training.data.reviews import Reviews
 
     cfg = bundle_cfg(trained_tiny, "windows=3", "window_overlap=8")
     short = toy_reviews(40, 5, "valid")
     long = Reviews([" ".join([t] * 12) for t in short.texts[:24]], short.labels[:24], "long", short.names)
     valid = Reviews(long.texts + short.texts, long.labels + short.labels, "valid", short.names)
-    out = build_bundles(trained_tiny, tmp_path / "b", cfg, valid=valid, calib=toy_reviews(16, 4, "calib"),
+    out = build_bundles(BundleInputs(trained_tiny, cfg, valid=valid, calib=toy_reviews(16, 4, "calib")), tmp_path / "b",
                         precisions=("fp32",))
     manifest, folder = load_bundle(out["fp32"])
     assert manifest.text_policy["windows"] == 3 and manifest.text_policy["window_overlap"] == 8

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from tests.conftest import build_tiny_model, toy_review, write_toy_csv
-from review_classifier.training.compress import (COMPRESSION_FILE, distill_model, encoder_linears, encoder_sparsity,
-                                                 prune_encoder, prune_model)
-from review_classifier.training.objective import kd_loss
-from review_classifier.training.config import load_config
-from review_classifier.training.model import encoder_layers, load_model, load_tokenizer
-from review_classifier.training.text import encode_texts
+from review_classifier.training.compress.distil import distill_model
+from review_classifier.training.compress.measure import COMPRESSION_FILE
+from review_classifier.training.compress.prune import encoder_linears, encoder_sparsity, prune_encoder, prune_model
+from review_classifier.training.fit.optimization import kd_loss
+from review_classifier.training.config.settings import load_config
+from review_classifier.training.fit.model import encoder_layers, load_model, load_tokenizer
+from review_classifier.training.data.text import encode_texts
 
 
 def toy_tokenized(model_dir: Path, cfg, n_train: int = 160, n_valid: int = 48, seed: int = 0):
@@ -107,7 +108,7 @@ def test_distill_model_produces_a_smaller_faster_student(four_layer_teacher, tmp
     assert report["compressed"]["file_bytes"] < report["baseline"]["file_bytes"]
     assert 0.0 <= report["compressed"]["accuracy"] <= 1.0
     assert report["teacher"]["teacher"]["kind"] == "checkpoint"
-    from review_classifier.training.splits import load_splits
+    from review_classifier.training.data.splits import load_splits
     assert report["teacher"]["data"]["rows"] == len(load_splits(cfg)["train"]) > 100   # the train split only
     student = load_model(cfg, report["model_dir"])
     assert len(encoder_layers(student)) == 2

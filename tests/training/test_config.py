@@ -1,4 +1,4 @@
-"""training.config: defaults <- recipe <- key=value overrides, typed and validated."""
+"""training.config.settings: defaults <- recipe <- key=value overrides, typed and validated."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 from review_classifier.shared.errors import ClassifierError
-from review_classifier.training.config import RECIPES, load_config
+from review_classifier.training.config.settings import RECIPES, load_config
 
 
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in RECIPES.glob("*.toml")))
@@ -76,7 +76,7 @@ def test_named_recipe_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
 
 
 def test_imdb_aliases_apply_only_where_they_fit_the_labels():
-    from review_classifier.training.config import load_config
+    from review_classifier.training.config.settings import load_config
 
     three = load_config("tiny", ["labels=red,green,blue"])        # no label_aliases={} needed
     assert three.label_map.aliases == {} and three.label_map.to_id("green") == 1

@@ -16,9 +16,9 @@ from tests.conftest import build_tiny_model, write_toy_csv
 from tests.edge.conftest import export_bundle
 from tests.training.conftest import toy_reviews
 from review_classifier.shared.errors import ClassifierError
-from review_classifier.training.config import load_config
-from review_classifier.training.teacher import (compute_teacher_logits, load_teacher_logits, save_teacher_logits,
-                                                teacher_hash, text_key, write_teacher_logits)
+from review_classifier.training.config.settings import load_config
+from review_classifier.training.compress.teacher import compute_teacher_logits, teacher_hash, write_teacher_logits
+from review_classifier.training.data.teacher_logits import load_teacher_logits, save_teacher_logits, text_key
 
 TRAIN_CLASSIFY = Path(sys.executable).with_name("train-classify")
 LABELS = ["negative", "positive"]
@@ -31,7 +31,7 @@ def tiny_cfg(*extra: str):
 def torch_logits(folder: Path, texts: list[str], cfg) -> np.ndarray:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from review_classifier.training.text import encode_texts
+    from review_classifier.training.data.text import encode_texts
 
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
@@ -59,7 +59,8 @@ def test_checkpoint_teacher_logits_are_its_logits_and_carry_provenance(trained_t
 
 
 def test_bundle_teacher_scores_with_the_bundles_windows(tmp_path):
-    from review_classifier.edge.model import EdgeClassifier, softmax
+    from review_classifier.edge.model import EdgeClassifier
+    from review_classifier.shared.logits import softmax
 
     bundle = tmp_path / "bundle"
     export_bundle(bundle, LABELS, ["input_ids", "attention_mask"], seed=3,
@@ -101,7 +102,7 @@ def test_a_logits_file_is_refused_for_other_labels_other_texts_or_damage(tmp_pat
 
 def _inverted_teacher(cfg, path: Path) -> Path:
     """Logits that say the opposite of every training label, with a margin of 6."""
-    from review_classifier.training.splits import load_splits
+    from review_classifier.training.data.splits import load_splits
 
     train = load_splits(cfg)["train"]
     sign = np.where(np.asarray(train.labels) == 1, -3.0, 3.0)
@@ -112,7 +113,7 @@ def _inverted_teacher(cfg, path: Path) -> Path:
 def test_training_follows_the_soft_targets(tiny_model_dir, tmp_path):
     """alpha=1: only the teacher's logits teach. A teacher that inverts every label yields a
     student that inverts them on unseen reviews; alpha=0 on the same file learns the labels."""
-    from review_classifier.training.run import run_training
+    from review_classifier.training.fit.run import run_training
 
     data = write_toy_csv(tmp_path / "reviews.csv", 320)
     common = [f"model={tiny_model_dir}", f"data={data}", "reduce_ratio=1.0", "epochs=4", "lr=3e-3",
@@ -168,8 +169,8 @@ def test_distill_cli_teaches_a_student_of_another_architecture_from_a_bundle(tmp
 
 def test_an_mpnet_checkpoint_teaches_a_bert_student(tmp_path):
     """The accurate tier's architecture as teacher (no token_type_ids, relative attention bias)."""
-    from review_classifier.training.compress import distill_model
-    from review_classifier.training.model import encoder_layers, load_model
+    from review_classifier.training.compress.distil import distill_model
+    from review_classifier.training.fit.model import encoder_layers, load_model
 
     teacher = build_tiny_model(tmp_path / "mpnet", mpnet=True, seed=4)
     student = build_tiny_model(tmp_path / "bert", seed=5)
@@ -185,6 +186,6 @@ def test_an_mpnet_checkpoint_teaches_a_bert_student(tmp_path):
 
 
 def _train_texts(cfg) -> list[str]:
-    from review_classifier.training.splits import load_splits
+    from review_classifier.training.data.splits import load_splits
 
     return load_splits(cfg)["train"].texts

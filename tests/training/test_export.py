@@ -8,10 +8,10 @@ import onnx
 import pytest
 
 from tests.conftest import build_tiny_model
-from review_classifier.training.config import load_config
-from review_classifier.training.export import (ExportError, encode_batch, export_onnx, load_for_export, model_input_names,
+from review_classifier.training.config.settings import load_config
+from review_classifier.training.bundle.export import (ExportError, encode_batch, export_onnx, load_for_export, model_input_names,
                              ort_session, torch_logits)
-from review_classifier.training.text import encode_texts
+from review_classifier.training.data.text import encode_texts
 
 TEXTS = ["Loved it.", "An utterly boring film with a plot that goes nowhere at all, and then some more words.",
          "Fine.", "The cast was great and the ending moved me to tears; highly recommended to everyone."]

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from tests.conftest import toy_review
-from review_classifier.training.config import load_config
-from review_classifier.training.batches import collate, length_grouped_batches
-from review_classifier.training.loop import fit
-from review_classifier.training.objective import class_weighted_loss, make_optimizer, make_scheduler
-from review_classifier.training.model import encoder_layers, load_model, load_tokenizer, set_lower_frozen
-from review_classifier.training.text import encode_texts
+from review_classifier.training.config.settings import load_config
+from review_classifier.training.data.batches import collate, length_grouped_batches
+from review_classifier.training.fit.loop import fit
+from review_classifier.training.fit.optimization import class_weighted_loss, make_optimizer, make_scheduler
+from review_classifier.training.fit.model import encoder_layers, load_model, load_tokenizer, set_lower_frozen
+from review_classifier.training.data.text import encode_texts
 
 
 def toy_tokenized(model_dir: Path, n_train: int = 320, n_valid: int = 80, seed: int = 0, max_length: int = 64):
@@ -175,8 +175,8 @@ sys.path.insert(0, {root!r})
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from tests.training.test_loop import toy_tokenized, tiny_cfg
-from review_classifier.training import loop
-from review_classifier.training.model import load_model
+from review_classifier.training.fit import loop
+from review_classifier.training.fit.model import load_model
 
 model_dir, out, kill = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 where, _, nth = kill.partition(":")

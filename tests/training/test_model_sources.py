@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from review_classifier.shared.errors import ClassifierError
-from review_classifier.training.model_sources import SplitZip, find_parts, split_zip_folder
+from review_classifier.training.fit.model_sources import SplitZip, find_parts, split_zip_folder
 
 
 def make_parts(site: Path, files: dict[str, bytes], parts: int = 3) -> SplitZip:
@@ -73,7 +73,7 @@ def test_a_wrong_hash_or_a_damaged_part_leaves_nothing_in_the_cache(tmp_path):
 
 
 def test_the_mpnet_source_is_registered_with_the_upstream_hash():
-    from review_classifier.training.model_sources import SPLIT_ZIPS, resolve_model_path
+    from review_classifier.training.fit.model_sources import SPLIT_ZIPS, resolve_model_path
 
     spec = SPLIT_ZIPS["all-mpnet-base-v2"]
     assert spec.parts == 5 and spec.sha256 == "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"

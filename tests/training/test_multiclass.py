@@ -96,8 +96,8 @@ def test_the_same_seed_gives_the_same_run_even_with_a_new_head(three_run, tmp_pa
     """A 3-label run from a 2-label base model draws a new classification head: seeded, so two
     runs of one command agree (before, the head came from an unseeded RNG and one class sometimes
     collapsed in one run but not the next)."""
-    from review_classifier.training.config import load_config
-    from review_classifier.training.run import run_training
+    from review_classifier.training.config.settings import load_config
+    from review_classifier.training.fit.run import run_training
 
     _, _, sets = three_run
     base = [s for s in sets if not s.startswith(("output_dir=", "epochs="))] + ["epochs=1"]

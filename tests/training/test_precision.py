@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-import review_classifier.training.precision as precision
+import review_classifier.training.fit.precision as precision
 from review_classifier.shared.errors import ClassifierError
-from review_classifier.training.precision import choose_precision
+from review_classifier.training.fit.precision import choose_precision
 
 AVX2_ONLY = ["avx2", "fma"]
 AVX512_BF16 = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]
@@ -52,8 +52,8 @@ def test_fp16_on_cpu_is_refused():
 @pytest.mark.parametrize("isa, used", [(AVX2_ONLY, "fp32"), (AVX512_BF16, "bf16")])
 def test_fit_records_the_choice(tiny_model_dir, tmp_path, monkeypatch, isa, used):
     from tests.training.test_loop import tiny_cfg, toy_tokenized
-    from review_classifier.training.loop import fit
-    from review_classifier.training.model import load_model
+    from review_classifier.training.fit.loop import fit
+    from review_classifier.training.fit.model import load_model
 
     monkeypatch.setattr(precision, "cpu_isa", lambda: isa)
     tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=16)
@@ -70,8 +70,8 @@ def test_a_run_resumed_on_another_cpu_class_says_so(tiny_model_dir, tmp_path, mo
     """Steps on an AVX512_BF16 machine (bf16), then a resume on an AVX2-only one (fp32): the
     run goes on, the log names both, and precision.json lists both machines in order."""
     from tests.training.test_loop import tiny_cfg, toy_tokenized
-    from review_classifier.training.loop import fit
-    from review_classifier.training.model import load_model
+    from review_classifier.training.fit.loop import fit
+    from review_classifier.training.fit.model import load_model
 
     tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=16)
     runs = []

@@ -9,10 +9,10 @@ import onnx
 import pytest
 
 from tests.conftest import toy_review
-from review_classifier.training.config import load_config
-from review_classifier.training.export import export_onnx, load_for_export, onnx_logits, ort_session
-from review_classifier.training.quantize import QuantizationError, int8_weight_range, quantize_onnx
-from review_classifier.training.text import encode_texts
+from review_classifier.training.config.settings import load_config
+from review_classifier.training.bundle.export import export_onnx, load_for_export, onnx_logits, ort_session
+from review_classifier.training.bundle.quantize import QuantizationData, QuantizationError, int8_weight_range, quantize_onnx
+from review_classifier.training.data.text import encode_texts
 
 
 def texts(n: int, seed: int) -> list[str]:
@@ -42,7 +42,7 @@ def test_quantize_meets_the_tolerance_and_runs_in_onnxruntime(approach, quant_op
     _, tok = load_for_export(tiny_model_dir)
     valid = texts(64, 1)
     out = tmp_path / "int8.onnx"
-    report = quantize_onnx(fp32_model, out, cfg, texts(32, 2), valid, own_labels(fp32_model, tok, cfg, valid),
+    report = quantize_onnx(fp32_model, out, cfg, QuantizationData(texts(32, 2), valid, own_labels(fp32_model, tok, cfg, valid)),
                            tok, max_trials=2)
     assert report["approach"] == approach and report["reduce_range"] is True
     assert report["fp32_accuracy"] == 1.0
@@ -64,7 +64,7 @@ def coin_flip_model(tiny_model_dir, tmp_path_factory) -> Path:
     validation texts' logit gaps: half of them become near-ties that int8 rounding flips."""
     import torch
 
-    from review_classifier.training.export import torch_logits
+    from review_classifier.training.bundle.export import torch_logits
 
     folder = tmp_path_factory.mktemp("coin") / "model"
     model, tok = load_for_export(tiny_model_dir)
@@ -87,7 +87,7 @@ def test_no_candidate_within_tolerance_raises_with_every_trial(coin_flip_model, 
     labels = own_labels(coin_flip_model, tok, cfg, valid)
     out = tmp_path / "int8.onnx"
     with pytest.raises(QuantizationError) as info:
-        quantize_onnx(coin_flip_model, out, cfg, [], valid, labels, tok, max_trials=2)
+        quantize_onnx(coin_flip_model, out, cfg, QuantizationData([], valid, labels), tok, max_trials=2)
     msg = str(info.value)
     assert "tried 2" in msg and "dynamic all ops" in msg and "within 0.00%" in msg and "(1.0000)" in msg
     assert not out.exists()
@@ -97,7 +97,7 @@ def test_static_without_calibration_texts_is_refused(fp32_model, tiny_model_dir,
     cfg = load_config("tiny", ["max_length=48", "quant_approach=static"])
     _, tok = load_for_export(tiny_model_dir)
     with pytest.raises(QuantizationError, match="calibration"):
-        quantize_onnx(fp32_model, tmp_path / "q.onnx", cfg, [], ["a"], [0], tok)
+        quantize_onnx(fp32_model, tmp_path / "q.onnx", cfg, QuantizationData([], ["a"], [0]), tok)
 
 
 def test_a_candidate_within_tolerance_that_disagrees_with_fp32_is_rejected(fp32_model, tiny_model_dir, tmp_path):
@@ -108,7 +108,8 @@ def test_a_candidate_within_tolerance_that_disagrees_with_fp32_is_rejected(fp32_
     valid = texts(32, 4)
     out = tmp_path / "int8.onnx"
     with pytest.raises(QuantizationError) as info:
-        quantize_onnx(fp32_model, out, cfg, [], valid, own_labels(fp32_model, tok, cfg, valid), tok, max_trials=2)
+        quantize_onnx(fp32_model, out, cfg, QuantizationData([], valid, own_labels(fp32_model, tok, cfg, valid)), tok,
+                      max_trials=2)
     msg = str(info.value)
     assert "agrees with fp32 on >= 101.00%" in msg and "tried 2" in msg
     assert msg.count("agrees 100.00%") + msg.count("agrees 9") == 2   # each trial's agreement is reported
@@ -116,7 +117,7 @@ def test_a_candidate_within_tolerance_that_disagrees_with_fp32_is_rejected(fp32_
 
     cfg = load_config("tiny", ["max_length=48", "quant_approach=dynamic", "quant_tolerance=0.99",
                                "int8_agreement=0.5"])
-    report = quantize_onnx(fp32_model, out, cfg, [], valid, own_labels(fp32_model, tok, cfg, valid), tok,
+    report = quantize_onnx(fp32_model, out, cfg, QuantizationData([], valid, own_labels(fp32_model, tok, cfg, valid)), tok,
                            max_trials=2)
     chosen = report["trials"][-1]
     assert chosen["agrees"] and chosen["agreement"] == report["agreement"] >= 0.5

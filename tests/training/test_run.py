@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_toy_csv
-from review_classifier.training.config import load_config
-from review_classifier.training.run import run_training
+from review_classifier.training.config.settings import load_config
+from review_classifier.training.fit.run import run_training
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from review_classifier.training.config import load_config
+from review_classifier.training.config.settings import load_config
 
 
 def test_the_test_report_has_slices_by_length_and_truncation():
-    from review_classifier.training.run import split_slices
+    from review_classifier.training.fit.run import split_slices
 
     cfg = load_config("tiny")   # max_length 64
     full = [10, 20, 70, 200, 30]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from tests.training.test_loop import tiny_cfg, toy_tokenized
-from review_classifier.training.model import load_model
-from review_classifier.training.trainer_engine import fit_with_trainer
+from review_classifier.training.fit.model import load_model
+from review_classifier.training.fit.trainer_engine import fit_with_trainer
 
 
 def autocast_seen(cfg, tokenized, tok, out):
@@ -58,8 +58,8 @@ def test_the_trainer_refuses_freezing_and_resumes_only_its_own_run(tiny_model_di
     import pytest
 
     from review_classifier.shared.errors import ClassifierError
-    from review_classifier.training.config import load_config
-    from review_classifier.training.run import run_training
+    from review_classifier.training.config.settings import load_config
+    from review_classifier.training.fit.run import run_training
     from tests.conftest import write_toy_csv
 
     monkeypatch.chdir(tmp_path)
@@ -84,8 +84,8 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 from transformers import Trainer, TrainerCallback
 from tests.training.test_loop import toy_tokenized, tiny_cfg
-from review_classifier.training.model import load_model
-from review_classifier.training.trainer_engine import fit_with_trainer
+from review_classifier.training.fit.model import load_model
+from review_classifier.training.fit.trainer_engine import fit_with_trainer
 
 model_dir, out, kill = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 where, _, nth = kill.partition(":")
