@@ -7,8 +7,8 @@ import json
 
 from review_classifier.shared.bundle import Manifest
 from review_classifier.training.bundle.build import base_model_name
-from review_classifier.training.config.settings import load_config
 from review_classifier.training.bundle.model_card import recipe_summary, render_model_card
+from review_classifier.training.config.settings import load_config
 
 
 def manifest(training: dict, **extra) -> Manifest:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.test_run import run_cli
+from tests.training.fit.builders import run_cli
 
 COLOURS = {"red": ["crimson", "fire", "cherry", "ruby"], "green": ["forest", "leaf", "grass", "moss"],
            "blue": ["ocean", "sky", "sapphire", "lagoon"]}

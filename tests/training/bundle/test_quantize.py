@@ -8,11 +8,16 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import toy_review
-from review_classifier.training.config.settings import load_config
 from review_classifier.training.bundle.export import export_onnx, load_for_export, onnx_logits, ort_session
-from review_classifier.training.bundle.quantize import QuantizationData, QuantizationError, int8_weight_range, quantize_onnx
+from review_classifier.training.bundle.quantize import (
+    QuantizationData,
+    QuantizationError,
+    int8_weight_range,
+    quantize_onnx,
+)
+from review_classifier.training.config.settings import load_config
 from review_classifier.training.data.text import encode_texts
+from tests.conftest import toy_review
 
 
 def texts(n: int, seed: int) -> list[str]:

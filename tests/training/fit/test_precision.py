@@ -51,9 +51,9 @@ def test_fp16_on_cpu_is_refused():
 
 @pytest.mark.parametrize("isa, used", [(AVX2_ONLY, "fp32"), (AVX512_BF16, "bf16")])
 def test_fit_records_the_choice(tiny_model_dir, tmp_path, monkeypatch, isa, used):
-    from tests.training.test_loop import tiny_cfg, toy_tokenized
     from review_classifier.training.fit.loop import fit
     from review_classifier.training.fit.model import load_model
+    from tests.training.fit.builders import tiny_cfg, toy_tokenized
 
     monkeypatch.setattr(precision, "cpu_isa", lambda: isa)
     tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=16)
@@ -69,9 +69,9 @@ def test_fit_records_the_choice(tiny_model_dir, tmp_path, monkeypatch, isa, used
 def test_a_run_resumed_on_another_cpu_class_says_so(tiny_model_dir, tmp_path, monkeypatch):
     """Steps on an AVX512_BF16 machine (bf16), then a resume on an AVX2-only one (fp32): the
     run goes on, the log names both, and precision.json lists both machines in order."""
-    from tests.training.test_loop import tiny_cfg, toy_tokenized
     from review_classifier.training.fit.loop import fit
     from review_classifier.training.fit.model import load_model
+    from tests.training.fit.builders import tiny_cfg, toy_tokenized
 
     tokenized, tok = toy_tokenized(tiny_model_dir, n_train=64, n_valid=16)
     runs = []

@@ -7,11 +7,18 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import build_tiny_model
+from review_classifier.training.bundle.export import (
+    ExportError,
+    encode_batch,
+    export_onnx,
+    load_for_export,
+    model_input_names,
+    ort_session,
+    torch_logits,
+)
 from review_classifier.training.config.settings import load_config
-from review_classifier.training.bundle.export import (ExportError, encode_batch, export_onnx, load_for_export, model_input_names,
-                             ort_session, torch_logits)
 from review_classifier.training.data.text import encode_texts
+from tests.conftest import build_tiny_model
 
 TEXTS = ["Loved it.", "An utterly boring film with a plot that goes nowhere at all, and then some more words.",
          "Fine.", "The cast was great and the ending moved me to tears; highly recommended to everyone."]

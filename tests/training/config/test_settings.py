@@ -83,6 +83,7 @@ def test_imdb_aliases_apply_only_where_they_fit_the_labels():
     imdb = load_config("tiny")
     assert imdb.label_map.to_id("pos") == 1 and imdb.label_map.to_id("0") == 0
     import pytest
+
     from review_classifier.shared.errors import ClassifierError
 
     with pytest.raises(ClassifierError, match="label aliases point to unknown labels"):

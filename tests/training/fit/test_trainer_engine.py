@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from tests.training.test_loop import tiny_cfg, toy_tokenized
 from review_classifier.training.fit.model import load_model
 from review_classifier.training.fit.trainer_engine import fit_with_trainer
+from tests.training.fit.builders import tiny_cfg, toy_tokenized
 
 
 def autocast_seen(cfg, tokenized, tok, out):
@@ -83,7 +83,7 @@ import json, os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from transformers import Trainer, TrainerCallback
-from tests.training.test_loop import toy_tokenized, tiny_cfg
+from tests.training.fit.builders import toy_tokenized, tiny_cfg
 from review_classifier.training.fit.model import load_model
 from review_classifier.training.fit.trainer_engine import fit_with_trainer
 
@@ -119,7 +119,7 @@ def test_the_trainer_checkpoints_every_n_steps_and_a_killed_run_resumes_to_the_s
     from safetensors.torch import load_file
 
     script = tmp_path / "run.py"
-    script.write_text(TRAINER_SCRIPT.format(root=str(Path(__file__).resolve().parents[2])))
+    script.write_text(TRAINER_SCRIPT.format(root=str(Path(__file__).resolve().parents[3])))
 
     def train(out: Path, kill: str = "none") -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(out), kill],

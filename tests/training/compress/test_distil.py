@@ -1,103 +1,67 @@
-"""Distillation from saved teacher logits: the file and its provenance, teachers of any kind
-(checkpoint or bundle, windows pooled), students of any architecture, and the soft targets
-actually steering training."""
+"""Pruning reaches its sparsity and stays there through fine-tuning; distillation yields a smaller student."""
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from review_classifier.shared.errors import ClassifierError
+from review_classifier.training.compress.distil import distill_model
+from review_classifier.training.compress.measure import COMPRESSION_FILE
+from review_classifier.training.compress.prune import prune_model
+from review_classifier.training.data.teacher_logits import load_teacher_logits, save_teacher_logits
+from review_classifier.training.fit.model import encoder_layers, load_model
 from tests.conftest import build_tiny_model, write_toy_csv
 from tests.edge.conftest import export_bundle
-from tests.training.conftest import toy_reviews
-from review_classifier.shared.errors import ClassifierError
-from review_classifier.training.config.settings import load_config
-from review_classifier.training.compress.teacher import compute_teacher_logits, teacher_hash, write_teacher_logits
-from review_classifier.training.data.teacher_logits import load_teacher_logits, save_teacher_logits, text_key
-
-TRAIN_CLASSIFY = Path(sys.executable).with_name("train-classify")
-LABELS = ["negative", "positive"]
+from tests.training.compress.builders import LABELS, TRAIN_CLASSIFY, compress_cfg, tiny_cfg, torch_logits
 
 
-def tiny_cfg(*extra: str):
-    return load_config("tiny", ["max_length=48", "tensorboard=false", "precision=fp32", *extra])
+def test_student_takes_the_base_models_first_layers(four_layer_teacher):
+    cfg = compress_cfg(four_layer_teacher, Path("unused"), "distill_layers=2")
+    teacher = load_model(compress_cfg(four_layer_teacher, Path("unused")), str(four_layer_teacher))
+    student = load_model(cfg)   # the base model cfg.model, cut to its first 2 layers
+    assert len(encoder_layers(student)) == 2 and student.config.num_hidden_layers == 2
+    t_sd, s_sd = teacher.state_dict(), student.state_dict()
+    assert all(torch.equal(s_sd[k], t_sd[k]) for k in s_sd)
+    assert any(".layer.3." in k for k in t_sd) and not any(".layer.2." in k for k in s_sd)
+    from review_classifier.shared.errors import ClassifierError
+    with pytest.raises(ClassifierError, match="distill_layers must be between 1 and 4 for this 4-layer model, got 5"):
+        load_model(compress_cfg(four_layer_teacher, Path("unused"), "distill_layers=5"))
 
 
-def torch_logits(folder: Path, texts: list[str], cfg) -> np.ndarray:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from review_classifier.training.data.text import encode_texts
-
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    tok = AutoTokenizer.from_pretrained(folder)
-    with torch.no_grad():
-        return np.concatenate([model(input_ids=torch.tensor([ids])).logits.numpy()
-                               for ids in encode_texts(texts, tok, cfg.text_policy)])
 
 
-def test_checkpoint_teacher_logits_are_its_logits_and_carry_provenance(trained_tiny, tmp_path):
-    cfg = tiny_cfg()
-    reviews = toy_reviews(40, 3, "toy.csv")
-    logits, prov = compute_teacher_logits(trained_tiny, reviews, cfg, fingerprint="f00d")
-    np.testing.assert_allclose(logits, torch_logits(trained_tiny, reviews.texts, cfg), atol=1e-4)
-    assert prov["teacher"] == {"kind": "checkpoint", "path": str(trained_tiny), "sha256": teacher_hash(trained_tiny)}
-    assert prov["data"] == {"source": "toy.csv", "split": "train", "rows": 40, "fingerprint": "f00d"}
-    assert prov["labels"] == LABELS and prov["text_policy"]["max_length"] == 48
-    assert prov["teacher_train_accuracy"] == pytest.approx(float((logits.argmax(-1) == reviews.labels).mean()), abs=1e-4)
-
-    path = save_teacher_logits(tmp_path / "t.npz", logits, reviews.texts, prov)
-    loaded = load_teacher_logits(path)
-    assert loaded.provenance["teacher"]["sha256"] == prov["teacher"]["sha256"]
-    np.testing.assert_array_equal(loaded.logits, logits)
-    # looked up by text: a subset, in another order, gets its own rows
-    np.testing.assert_array_equal(loaded.for_reviews(reviews.subset([7, 2, 30]), LABELS), logits[[7, 2, 30]])
-
-
-def test_bundle_teacher_scores_with_the_bundles_windows(tmp_path):
-    from review_classifier.edge.model import EdgeClassifier
-    from review_classifier.shared.logits import softmax
-
-    bundle = tmp_path / "bundle"
-    export_bundle(bundle, LABELS, ["input_ids", "attention_mask"], seed=3,
-                  policy={"max_length": 16, "truncation": "head+tail", "head_fraction": 0.25}, logit_scale=50.0)
-    reviews = toy_reviews(24, 5, "toy.csv")   # 4-30 words: most need more than one 16-token window
-    one, prov1 = compute_teacher_logits(bundle, reviews, tiny_cfg())
-    three, prov3 = compute_teacher_logits(bundle, reviews, tiny_cfg(), windows=3)
-    assert prov1["teacher"]["kind"] == "bundle" and prov1["text_policy"]["windows"] == 1
-    assert prov3["text_policy"]["windows"] == 3
-    np.testing.assert_allclose(softmax(three.astype(np.float64)),
-                               EdgeClassifier(bundle, windows=3).predict_proba(reviews.texts), atol=1e-5)
-    assert np.abs(one - three).max() > 1e-3   # the windows changed what the teacher read
+def test_distill_model_produces_a_smaller_faster_student(four_layer_teacher, tmp_path):
+    data = write_toy_csv(tmp_path / "reviews.csv", 240)
+    # distill_layers 0 (the default) with no --student: half of the teacher's layers
+    cfg = compress_cfg(four_layer_teacher, tmp_path / "student", f"data={data}", "distill_epochs=1",
+                       "reduce_ratio=1.0")
+    report = distill_model(cfg, four_layer_teacher, tmp_path / "student")
+    assert (report["teacher_layers"], report["student_layers"]) == (4, 2)
+    assert report["compressed"]["parameters"] < report["baseline"]["parameters"]
+    assert report["compressed"]["file_bytes"] < report["baseline"]["file_bytes"]
+    assert 0.0 <= report["compressed"]["accuracy"] <= 1.0
+    assert report["teacher"]["teacher"]["kind"] == "checkpoint"
+    from review_classifier.training.data.splits import load_splits
+    assert report["teacher"]["data"]["rows"] == len(load_splits(cfg)["train"]) > 100   # the train split only
+    student = load_model(cfg, report["model_dir"])
+    assert len(encoder_layers(student)) == 2
+    assert json.loads((Path(report["model_dir"]) / COMPRESSION_FILE).read_text())["method"] == "distillation"
 
 
-def test_a_logits_file_is_refused_for_other_labels_other_texts_or_damage(tmp_path):
-    reviews = toy_reviews(10, 1, "toy.csv")
-    prov = {"labels": LABELS, "teacher": {}, "data": {"rows": 10, "source": "toy.csv", "fingerprint": "ab12"}}
-    path = save_teacher_logits(tmp_path / "t.npz", np.zeros((10, 2)), reviews.texts, prov)
-    teacher = load_teacher_logits(path)
-    with pytest.raises(ClassifierError, match=r"computed for labels \['negative', 'positive'\], but this run has"):
-        teacher.for_reviews(reviews, ["positive", "negative"])
-    other = toy_reviews(10, 1, "toy.csv")
-    other.texts[6] = "a review the teacher never saw"
-    with pytest.raises(ClassifierError, match=r"no teacher logits for 1 of 10 training reviews \(first: training row 7\); "
-                                              r"they were computed on 10 reviews of 'toy.csv' \(fingerprint ab12\)"):
-        teacher.for_reviews(other, LABELS)
-    (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(ClassifierError, match="bad.npz: not a teacher logits file"):
-        load_teacher_logits(tmp_path / "bad.npz")
-    with pytest.raises(ClassifierError, match="nope.npz not found"):
-        load_teacher_logits(tmp_path / "nope.npz")
-    with pytest.raises(ClassifierError, match="must end in .npz"):
-        save_teacher_logits(tmp_path / "t.bin", np.zeros((10, 2)), reviews.texts, prov)
-    assert not (tmp_path / "t.bin").exists()
-    with pytest.raises(ClassifierError, match="must end in .npz"):   # before the teacher is even looked for
-        write_teacher_logits(tmp_path / "t.bin", tmp_path / "no-such-teacher", reviews, tiny_cfg())
-    assert text_key("é") != text_key("e") and len(text_key("x")) == 32
+def test_a_checkpoint_with_other_labels_is_refused_not_reheaded(tiny_model_dir, tmp_path):
+    from review_classifier.shared.errors import ClassifierError
+
+    swapped = compress_cfg(tiny_model_dir, tmp_path / "x", "labels=positive,negative")
+    with pytest.raises(ClassifierError, match=r"trained for labels \['negative', 'positive'\] \(in another order"):
+        load_model(swapped, str(tiny_model_dir))
+    three = compress_cfg(tiny_model_dir, tmp_path / "x", "labels=red,green,blue")
+    with pytest.raises(ClassifierError, match=r"\(2 labels, not 3 than the"):
+        prune_model(three, tiny_model_dir, None, tmp_path / "pruned")
 
 
 def _inverted_teacher(cfg, path: Path) -> Path:

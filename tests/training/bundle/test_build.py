@@ -11,12 +11,13 @@ import pytest
 
 from review_classifier.shared.bundle import load_bundle
 from review_classifier.shared.errors import BundleError
-from tests.conftest import build_tiny_model
-from tests.training.conftest import NAMES, toy_reviews
 from review_classifier.training.bundle.build import BundleInputs, build_bundles
-from review_classifier.training.config.settings import load_config
 from review_classifier.training.bundle.evaluate import evaluate_bundle
 from review_classifier.training.bundle.export import ExportError
+from review_classifier.training.config.settings import load_config
+from tests.conftest import build_tiny_model
+from tests.training.conftest import NAMES, toy_reviews
+
 
 def bundle_cfg(model_dir: Path, *extra: str):
     return load_config("tiny", [f"model={model_dir}", "max_length=48", "calib_samples=32", "verify_samples=64",

@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.conftest import write_toy_csv
 from review_classifier.training.config.settings import load_config
 from review_classifier.training.fit.run import run_training
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import write_toy_csv
+from tests.training.fit.builders import ROOT, run_cli
 
 
 def toy_overrides(model_dir: Path, data: Path, out: Path, *extra: str) -> list[str]:
@@ -57,10 +57,6 @@ def test_trainer_engine_end_to_end(tiny_model_dir, toy_800, tmp_path, monkeypatc
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
 
 
-def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "review_classifier.training.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=timeout)
 
 
 def test_bad_data_is_one_line_error_naming_file_and_row(tmp_path):
@@ -137,3 +133,15 @@ def test_ddp_with_frozen_lower_layers_for_the_first_epoch(tiny_model_dir, toy_80
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert [r["step"] for r in results["history"]] == [20, 40]
+
+
+def test_the_test_report_has_slices_by_length_and_truncation():
+    from review_classifier.training.fit.run import split_slices
+
+    cfg = load_config("tiny")   # max_length 64
+    full = [10, 20, 70, 200, 30]
+    slices = split_slices(full, np.array([0, 1, 0, 1, 1]), np.array([0, 1, 1, 1, 0]), cfg)
+    assert [(r["slice"], r["n"]) for r in slices["by_length"]] == [("1-16", 1), ("17-32", 2), ("65-128", 1),
+                                                                   ("129-256", 1)]
+    assert [(r["slice"], r["n"], r["correct"]) for r in slices["by_truncation"]] == [("read whole", 3, 2),
+                                                                                     ("truncated", 2, 1)]

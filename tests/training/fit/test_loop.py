@@ -2,128 +2,17 @@
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from tests.conftest import toy_review
-from review_classifier.training.config.settings import load_config
-from review_classifier.training.data.batches import collate, length_grouped_batches
 from review_classifier.training.fit.loop import fit
-from review_classifier.training.fit.optimization import class_weighted_loss, make_optimizer, make_scheduler
-from review_classifier.training.fit.model import encoder_layers, load_model, load_tokenizer, set_lower_frozen
-from review_classifier.training.data.text import encode_texts
-
-
-def toy_tokenized(model_dir: Path, n_train: int = 320, n_valid: int = 80, seed: int = 0, max_length: int = 64):
-    from datasets import Dataset, DatasetDict
-
-    cfg = load_config("tiny", [f"model={model_dir}", f"max_length={max_length}"])
-    tok = load_tokenizer(cfg)
-    rng = random.Random(seed)
-
-    def split(n):
-        labels = [i % 2 for i in range(n)]
-        texts = [toy_review(y, rng) for y in labels]
-        ids = encode_texts(texts, tok, cfg.text_policy)
-        return Dataset.from_dict({"input_ids": ids, "labels": labels, "length": [len(x) for x in ids]})
-
-    return DatasetDict(train=split(n_train), valid=split(n_valid), test=split(n_valid)), tok
-
-
-def tiny_cfg(model_dir: Path, out: Path, *extra: str):
-    return load_config("tiny", [f"model={model_dir}", f"output_dir={out}", "max_length=64", "epochs=4",
-                                "batch_size=16", "lr=3e-3", "tensorboard=false", "precision=fp32",
-                                "patience=0", "warmup_ratio=0", *extra])
-
-
-def test_binary_loss_uses_pos_weight_from_the_training_ratio():
-    loss_fn = class_weighted_loss([0, 0, 0, 1], 2)      # 3 negatives per positive -> pos_weight 3
-    logits = torch.tensor([[0.0, 2.0], [1.0, 0.0]])
-    y = torch.tensor([1, 0])
-    margin = torch.tensor([2.0, -1.0])
-    expected = (3 * torch.log1p(torch.exp(-margin[0])) + torch.log1p(torch.exp(margin[1]))) / 2
-    assert loss_fn(logits, y).item() == pytest.approx(expected.item(), rel=1e-6)
-
-
-def test_multiclass_loss_weights_rare_classes_up():
-    loss_fn = class_weighted_loss([0] * 6 + [1] * 3 + [2] * 1, 3)
-    logits = torch.zeros(1, 3)
-    rare, common = loss_fn(logits, torch.tensor([2])), loss_fn(logits, torch.tensor([0]))
-    # weighted mean over one sample is the plain CE (log 3) whatever the weight
-    assert rare.item() == pytest.approx(np.log(3), rel=1e-6) and common.item() == pytest.approx(np.log(3), rel=1e-6)
-    two = loss_fn(torch.tensor([[0.0, 0.0, 5.0], [0.0, 0.0, 5.0]]), torch.tensor([2, 0]))
-    w = np.array([10 / 18, 10 / 9, 10 / 3])
-    ce_right, ce_wrong = np.log1p(2 * np.exp(-5)), 5 + np.log1p(2 * np.exp(-5))
-    assert two.item() == pytest.approx((w[2] * ce_right + w[0] * ce_wrong) / (w[2] + w[0]), rel=1e-5)
-
-
-def test_length_grouped_batches_cover_everything_once_and_cut_padding():
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(5, 250, size=1000).tolist()
-    grouped = length_grouped_batches(lengths, 16, seed=1, epoch=0, group=True)
-    plain = length_grouped_batches(lengths, 16, seed=1, epoch=0, group=False)
-    for batches in (grouped, plain):
-        flat = sorted(i for b in batches for i in b)
-        assert flat == list(range(1000))
-
-    def padding(batches):
-        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
-    assert padding(grouped) < 0.2 * padding(plain)
-    assert grouped == length_grouped_batches(lengths, 16, seed=1, epoch=0, group=True)   # deterministic
-    assert grouped != length_grouped_batches(lengths, 16, seed=1, epoch=1, group=True)   # reshuffled per epoch
-
-
-def test_ranks_get_disjoint_equal_shares():
-    lengths = list(range(1, 102))
-    r0 = length_grouped_batches(lengths, 8, 0, 0, True, rank=0, world=2)
-    r1 = length_grouped_batches(lengths, 8, 0, 0, True, rank=1, world=2)
-    assert len(r0) == len(r1) == 6
-    assert not set(i for b in r0 for i in b) & set(i for b in r1 for i in b)
-
-
-def test_collate_pads_to_multiple_of_8_or_max_length():
-    feats = [{"input_ids": [1, 2, 3], "labels": 0}, {"input_ids": [4] * 10, "labels": 1}]
-    b = collate(feats, pad_id=0, pad_to=None, accepts_token_types=True)
-    assert b["input_ids"].shape == (2, 16) and b["attention_mask"].sum().item() == 13
-    assert b["token_type_ids"].sum().item() == 0 and b["labels"].tolist() == [0, 1]
-    assert collate(feats, 0, 64, False)["input_ids"].shape == (2, 64)
-
-
-def test_freezing_lower_layers_and_embeddings(tiny_model_dir):
-    cfg = load_config("tiny", [f"model={tiny_model_dir}"])
-    model = load_model(cfg)
-    layers = encoder_layers(model)
-    set_lower_frozen(model, 1, frozen=True)
-    assert not any(p.requires_grad for p in model.base_model.embeddings.parameters())
-    assert not any(p.requires_grad for p in layers[0].parameters())
-    assert all(p.requires_grad for p in layers[1].parameters())
-    assert all(p.requires_grad for p in model.classifier.parameters())
-    set_lower_frozen(model, 1, frozen=False)
-    assert all(p.requires_grad for p in model.parameters())
-
-
-def test_step_and_linear_schedules(tiny_model_dir):
-    model = load_model(load_config("tiny", [f"model={tiny_model_dir}"]))
-    cfg = load_config("tiny", [f"model={tiny_model_dir}", "scheduler=step", "step_size=1", "gamma=0.5",
-                               "optimizer=nadam", "lr=1e-3"])
-    opt = make_optimizer(cfg, model)
-    assert isinstance(opt, torch.optim.NAdam)
-    sched = make_scheduler(cfg, opt, steps_per_epoch=10)
-    sched.step()
-    assert opt.param_groups[0]["lr"] == pytest.approx(5e-4)
-    cfg = load_config("tiny", [f"model={tiny_model_dir}", "warmup_ratio=0.5", "epochs=2", "lr=1e-3"])
-    opt = make_optimizer(cfg, model)
-    sched = make_scheduler(cfg, opt, steps_per_epoch=10)     # 20 steps, 10 of warm-up
-    for _ in range(5):
-        opt.step(), sched.step()
-    assert opt.param_groups[0]["lr"] == pytest.approx(5e-4)
+from review_classifier.training.fit.model import encoder_layers, load_model
+from tests.training.fit.builders import tiny_cfg, toy_tokenized
 
 
 def test_fit_learns_the_toy_task_and_keeps_the_best_epoch(tiny_model_dir, tmp_path):
@@ -174,7 +63,7 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
-from tests.training.test_loop import toy_tokenized, tiny_cfg
+from tests.training.fit.builders import toy_tokenized, tiny_cfg
 from review_classifier.training.fit import loop
 from review_classifier.training.fit.model import load_model
 
@@ -226,7 +115,7 @@ def train_in_child(model_dir: Path, out: Path, kill: str = "none") -> subprocess
     """Train `out` (40 batches an epoch, a checkpoint every 3 steps) in a new process that kills
     itself at `kill` (KILL_SCRIPT's "write:N", "swap:N", "step:N"; "none" runs to the end)."""
     script = out.parent / "kill_script.py"
-    script.write_text(KILL_SCRIPT.format(root=str(Path(__file__).resolve().parents[2])))
+    script.write_text(KILL_SCRIPT.format(root=str(Path(__file__).resolve().parents[3])))
     return subprocess.run([sys.executable, str(script), str(model_dir), str(out), kill],
                           capture_output=True, text=True, timeout=300)
 

@@ -11,7 +11,7 @@ from review_classifier.training.audit.report import write_audit_report
 from review_classifier.training.config.settings import load_config
 from tests.conftest import NEGATIVE, POSITIVE
 from tests.report_check import number, read_report
-from tests.training.test_audit import planted_csv
+from tests.training.audit.builders import planted_csv
 
 
 def test_audit_report_figures_match_the_audit(tmp_path):

@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from review_classifier.training.fit.fast_dropout import fast_dropout, fast_dropout_mode, keep_mask, sdpa_with_fast_dropout
+from review_classifier.training.fit.fast_dropout import (
+    fast_dropout,
+    fast_dropout_mode,
+    keep_mask,
+    sdpa_with_fast_dropout,
+)
 
 N = 1_000_003  # odd, so the last 64-bit draw is only partly used
 
@@ -149,10 +154,10 @@ def test_the_mode_reroutes_training_dropout_and_attention_with_dropout_only():
 
 
 def test_training_on_the_cpu_sends_every_dropout_through_the_mode(tiny_model_dir, tmp_path, monkeypatch):
-    from tests.training.test_loop import tiny_cfg, toy_tokenized
     from review_classifier.training.fit import fast_dropout as fd
     from review_classifier.training.fit.loop import fit
     from review_classifier.training.fit.model import load_model
+    from tests.training.fit.builders import tiny_cfg, toy_tokenized
 
     calls = {"attention": 0, "dropout": 0}
     real_sdpa, real_dropout = fd.sdpa_with_fast_dropout, fd.fast_dropout
