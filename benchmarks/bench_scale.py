@@ -94,10 +94,10 @@ def stage_rates(inputs: list[Path], bundle: Path, n: int) -> dict:
     """Per-core rates of each stage of a record's trip, in this process, one thread: reading
     (and parsing) the CSV files, tokenising, and scoring (tokenising included), reviews/s."""
     from review_classifier.edge.model import EdgeClassifier
-    from review_classifier.edge.records import read_records
+    from review_classifier.edge.records import ReadSpec, read_records
 
     start = time.perf_counter()
-    texts = [r.text for r in read_records([str(p) for p in inputs], "csv")]
+    texts = [r.text for r in read_records([str(p) for p in inputs], ReadSpec("csv"))]
     read_s = time.perf_counter() - start
     clf = EdgeClassifier(bundle, threads=1)
     start = time.perf_counter()

@@ -114,9 +114,7 @@ def _check_first_records(opts, manifest) -> None:
     from review_classifier.edge.records import read_records
 
     for source in opts.sources:
-        records = read_records([source], opts.input_format, opts.text_field, None, opts.errors, opts.on_error,
-                               id_field=opts.id_column, columns=manifest.data)
-        next(iter(records), None)
+        next(iter(read_records([source], _read_spec(opts, manifest))), None)
 
 
 def _smallest_node_cpus(ray, cpus: int) -> int:
@@ -151,8 +149,7 @@ def _run_dataset(ray, opts, folder: Path, manifest, staging: Path, actors: int, 
     ctx.target_max_block_size = BLOCK_BYTES
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     bundle_ref = ray.put({p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()})
-    reader = _FileReader(opts.input_format, opts.text_field, opts.errors, opts.on_error, opts.id_column, opts.empty,
-                         manifest.data)
+    reader = _FileReader(_read_spec(opts, manifest), opts.empty)
     files = ray.data.from_items([{"path": os.path.abspath(s)} for s in opts.sources],
                                 override_num_blocks=len(opts.sources))
     rows = files.flat_map(reader, num_cpus=0)
@@ -222,20 +219,26 @@ class _ProgressLines:
 class _FileReader:
     """flat_map: one input file name in, its records out as rows (streamed)."""
 
-    def __init__(self, input_format, text_field, errors, on_error, id_field, empty, columns):
-        self.args = (input_format, text_field, errors, on_error, id_field, empty)
-        self.columns = columns
+    def __init__(self, spec, empty: str):
+        self.spec, self.empty = spec, empty
 
     def __call__(self, item: dict):
         from review_classifier.edge.records import read_records
 
-        input_format, text_field, errors, on_error, id_field, empty = self.args
-        for rec in read_records([item["path"]], input_format, text_field, None, errors, on_error,
-                                id_field=id_field, columns=self.columns):
-            error = empty_texts.record_error(rec.text, rec.error, rec.where, empty, skipping=on_error != "stop")
+        skipping = self.spec.on_error != "stop"
+        for rec in read_records([item["path"]], self.spec):
+            error = empty_texts.record_error(rec.text, rec.error, rec.where, self.empty, skipping=skipping)
             yield {"id": rec.key if rec.key is not None else f"{rec.source}:{rec.line}",
                    "source": rec.source, "line": rec.line, "text": rec.text if error is None else "",
                    "error": error}
+
+
+def _read_spec(opts, manifest):
+    """How each input file is read on the cluster: the run's options, no labels, ids from --id-column."""
+    from review_classifier.edge.records import ReadSpec
+
+    return ReadSpec(opts.input_format, opts.text_field, None, opts.errors, opts.on_error,
+                    id_field=opts.id_column, columns=manifest.data)
 
 
 # A test hook: with EDGE_CLASSIFY_TEST_HOLD_ACTOR=FILE in the driver's environment (handed to

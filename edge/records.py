@@ -20,6 +20,7 @@ import os
 import re
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 from review_classifier.shared.errors import ClassifierError
@@ -92,37 +93,53 @@ def expand_sources(sources: Iterable[str]) -> list[str]:
     return out
 
 
-def read_records(sources: Iterable[str], input_format: str = "auto", text_field: str | None = None,
-                 label_field: str | None = None, errors: str = "strict", on_error: str = "stop",
-                 skip: int = 0, id_field: str | None = None, columns: dict | None = None,
-                 id_flag: str = "--id-column") -> Iterator[Record]:
-    """All records of all sources in order; `label_field` set means every record must have one,
-    and so does `id_field` (its value comes back as `Record.key`). label_field=DEFAULT: each
-    format's default label field. `columns` ({"text_column", "label_column"}: a bundle's
-    training data) replaces the defaults for the tabular formats (CSV, Parquet). `id_flag`: the
-    option that named `id_field`, for the error when a file lacks it.
+@dataclass(frozen=True)
+class ReadSpec:
+    """How records are read: the options that travel together from the command line to every reader.
+
+    `label_field` set means every record must have one, and so does `id_field` (its value comes
+    back as `Record.key`); label_field=DEFAULT: each format's default label field. `columns`
+    ({"text_column", "label_column"}: a bundle's training data) replaces the defaults for the
+    tabular formats (CSV, Parquet). `id_flag`: the option that named `id_field`, for the error
+    when a file lacks it.
+    """
+    input_format: str = "auto"
+    text_field: str | None = None
+    label_field: str | None = None
+    errors: str = "strict"
+    on_error: str = "stop"
+    id_field: str | None = None
+    columns: dict | None = None
+    id_flag: str = "--id-column"
+
+    def check(self) -> None:
+        if self.input_format not in INPUT_FORMATS:
+            raise ClassifierError(f"--input-format must be one of {INPUT_FORMATS}, got {self.input_format!r}")
+        if self.errors not in ("strict", "replace"):
+            raise ClassifierError(f"--errors must be strict or replace, got {self.errors!r}")
+        if self.on_error not in ON_ERROR:
+            raise ClassifierError(f"--on-error must be one of {ON_ERROR}, got {self.on_error!r}")
+
+
+def read_records(sources: Iterable[str], spec: ReadSpec = ReadSpec(), skip: int = 0) -> Iterator[Record]:
+    """All records of all sources in order, read as `spec` says.
 
     `skip`: leave out the first so many records (a resumed run); they are still read and
     checked, so a skipped bad record is counted exactly as it was the first time.
     """
-    if input_format not in INPUT_FORMATS:
-        raise ClassifierError(f"--input-format must be one of {INPUT_FORMATS}, got {input_format!r}")
-    if errors not in ("strict", "replace"):
-        raise ClassifierError(f"--errors must be strict or replace, got {errors!r}")
-    if on_error not in ON_ERROR:
-        raise ClassifierError(f"--on-error must be one of {ON_ERROR}, got {on_error!r}")
+    spec.check()
     n = 0
     for source in sources:
-        fmt = format_of(source, input_format)
-        if (label_field is not None or id_field is not None) and fmt == "lines":
-            raise ClassifierError(f"{_name(source)}: {'labels' if label_field else 'an ' + id_flag} need CSV, "
-                                  "JSONL or Parquet input (plain lines carry one text only; set --input-format)")
-        table = (columns or {}) if fmt in ("csv", "parquet") else {}
-        field = text_field or table.get("text_column") or DEFAULT_TEXT_FIELD.get(fmt)
-        label = label_field
+        fmt = format_of(source, spec.input_format)
+        if (spec.label_field is not None or spec.id_field is not None) and fmt == "lines":
+            raise ClassifierError(f"{_name(source)}: {'labels' if spec.label_field else 'an ' + spec.id_flag} need "
+                                  "CSV, JSONL or Parquet input (plain lines carry one text only; set --input-format)")
+        table = (spec.columns or {}) if fmt in ("csv", "parquet") else {}
+        field = spec.text_field or table.get("text_column") or DEFAULT_TEXT_FIELD.get(fmt)
+        label = spec.label_field
         if label == DEFAULT:
             label = table.get("label_column") or DEFAULT_LABEL_FIELD[fmt]
-        for rec in _read_source(source, fmt, field, label, errors, on_error, id_field, id_flag):
+        for rec in _read_source(source, fmt, field, label, spec.errors, spec.on_error, spec.id_field, spec.id_flag):
             n += 1
             if n > skip:
                 yield rec

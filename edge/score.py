@@ -11,7 +11,7 @@ from review_classifier.edge import empty_texts
 from review_classifier.edge.console import STDOUT, say
 from review_classifier.edge.options import ScoreOptions
 from review_classifier.edge.output import Formatter
-from review_classifier.edge.records import DEFAULT, read_records
+from review_classifier.edge.records import DEFAULT, ReadSpec, read_records
 from review_classifier.edge.resume import WriteError
 from review_classifier.shared.atomic import atomic_path
 from review_classifier.shared.errors import BundleError, ClassifierError
@@ -40,8 +40,9 @@ def score(opts: ScoreOptions) -> int | None:
     if opts.top_k > clf.num_labels:
         raise ClassifierError(f"--top-k {opts.top_k} is more than the bundle's {clf.num_labels} labels")
     formatter = Formatter(opts.output_format, clf.labels, opts.top_k)
-    read = partial(read_records, opts.sources, opts.input_format, opts.text_field, label_field, opts.errors,
-                   opts.on_error, columns=clf.manifest.data, id_field=opts.slice_column, id_flag="--slice-column")
+    spec = ReadSpec(opts.input_format, opts.text_field, label_field, opts.errors, opts.on_error,
+                    id_field=opts.slice_column, columns=clf.manifest.data, id_flag="--slice-column")
+    read = partial(read_records, opts.sources, spec)
     probe = None
     if opts.evaluate:   # each scored record's length and --slice-column value, for the slices
         from review_classifier.edge.eval_slices import SliceProbe   # lazy: for --eval only
