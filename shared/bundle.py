@@ -111,8 +111,9 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def seal_bundle(folder: str | os.PathLike, manifest: Manifest) -> Manifest:
-    """Fill checksums, version and time into `manifest` and write it into `folder`."""
+def seal_bundle(folder: str | os.PathLike, manifest: Manifest, resealed: bool = False) -> Manifest:
+    """Fill checksums, version and time into `manifest` and write it into `folder`. `resealed`: a
+    finished bundle whose card or figures changed keeps its creation time (its model did not change)."""
     folder = Path(folder)
     manifest.files = {
         p.relative_to(folder).as_posix(): sha256_file(p)
@@ -124,7 +125,8 @@ def seal_bundle(folder: str | os.PathLike, manifest: Manifest) -> Manifest:
             raise BundleError(f"cannot seal bundle {folder}: {needed} is missing")
     manifest.schema_version = SCHEMA_VERSION
     manifest.package_version = package_version()
-    manifest.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if not (resealed and manifest.created_at):
+        manifest.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     atomic_write_text(folder / MANIFEST, manifest.to_json())
     return manifest
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from review_classifier.shared.bundle import Manifest
 from review_classifier.training.bundle.build import base_model_name
 from review_classifier.training.bundle.model_card import recipe_summary, render_model_card
 from review_classifier.training.config.settings import load_config
+
+
+REPO_MODEL = Path(__file__).resolve().parents[3] / "edge" / "default_model"
 
 
 def manifest(training: dict, **extra) -> Manifest:
@@ -57,3 +61,44 @@ def test_a_run_checkpoint_exports_with_the_runs_base_model(tmp_path):
     alone.mkdir()
     (alone / "config.json").write_text(json.dumps({"_name_or_path": "distilbert-base-uncased"}))
     assert base_model_name(alone) == "distilbert-base-uncased"
+
+
+def test_card_adds_the_checksum_of_the_data_file_an_older_manifest_names_by_path(tmp_path):
+    """The shipped bundle's manifest named its data by the training machine's paths only: `card
+    --train-data` checks the file is the one named and puts its sha256 on the card, re-sealed
+    (what was done to edge/default_model with IMDB's train.csv.gz)."""
+    import shutil
+
+    import pytest
+
+    from review_classifier.shared.bundle import load_bundle, seal_bundle
+    from review_classifier.shared.errors import ClassifierError
+    from review_classifier.training.bundle.model_card import update_card
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO_MODEL, bundle)
+    older, _ = load_bundle(bundle)   # as the shipped bundle was built: the training machine's path only
+    older.training["data"] = "/work/shared/data/imdb/train.csv.gz"
+    seal_bundle(bundle, older, resealed=True)
+    wrong = tmp_path / "reviews.csv.gz"
+    wrong.write_bytes(b"x")
+    with pytest.raises(ClassifierError, match=r"reviews.csv.gz is not the run's train data file \(train.csv.gz\)"):
+        update_card(bundle, data_files={"data": wrong})
+    train = tmp_path / "train.csv.gz"
+    train.write_bytes(b"review,sentiment\n")
+    update_card(bundle, data_files={"data": train})
+    manifest, _ = load_bundle(bundle)                      # still sealed: every file matches its hash
+    assert manifest.created_at == load_bundle(REPO_MODEL)[0].created_at   # the model is as old as it was
+    sha = hashlib.sha256(b"review,sentiment\n").hexdigest()
+    assert manifest.training["data"] == {"file": "train.csv.gz", "split": "train", "sha256": sha, "dataset": "IMDB"}
+    card = (bundle / "README.md").read_text()
+    assert f"`train.csv.gz` (train split, sha256 `{sha}`)" in card and "/work/" not in card
+    train.write_bytes(b"other bytes")
+    with pytest.raises(ClassifierError, match="the run recorded"):
+        update_card(bundle, data_files={"data": train})
+
+
+def test_the_shipped_card_names_its_data_by_file_and_checksum_and_rounds_for_people():
+    card = (REPO_MODEL / "README.md").read_text()
+    assert "/work/" not in card and "0.99609375" not in card
+    assert "`train.csv.gz` (train split, sha256 `298cbb7c5ed9775e40fecec776793e0636c3b4c5bdf64e7a70d8c519c1e1490f`)" in card

@@ -128,12 +128,17 @@ def evaluate(bundle: Path = typer.Option(..., "--bundle", help="Model bundle fol
 def card(bundle: Path = typer.Argument(..., help="Bundle folder"),
          eval_json: Optional[Path] = typer.Option(None, "--eval", help="edge-classify --eval-json report on the test set"),
          speed_json: Optional[Path] = typer.Option(None, "--speed", help="results/bench_edge*.json"),
-         dataset: str = typer.Option("IMDB test set", help="Name of the evaluated set, for the card")) -> None:
-    """Record test metrics and speeds in a bundle's manifest, re-render its model card, re-seal it."""
+         dataset: str = typer.Option("IMDB test set", help="Name of the evaluated set, for the card"),
+         train_data: Optional[Path] = typer.Option(None, "--train-data", help="The run's training data file (the "
+                                                   "name the bundle records): its sha256 goes on the card"),
+         test_data: Optional[Path] = typer.Option(None, "--test-data", help="The same for the run's test data file")
+         ) -> None:
+    """Record test metrics, speeds and data checksums in a bundle's manifest, re-render its model card, re-seal it."""
     from review_classifier.shared.bundle import MANIFEST, sha256_file
     from review_classifier.training.bundle.model_card import update_card
 
-    m = update_card(bundle, eval_json, speed_json, dataset)
+    files = {k: v for k, v in (("data", train_data), ("test_data", test_data)) if v is not None}
+    m = update_card(bundle, eval_json, speed_json, dataset, files)
     typer.echo(f"{bundle}/README.md updated; manifest sha256 now {sha256_file(Path(bundle) / MANIFEST)} "
                f"({m.created_at})")
 

@@ -205,12 +205,15 @@ def write_model_card(folder: Path, manifest: Manifest, cfg=None) -> None:
 
 
 def update_card(bundle: Path, eval_json: Path | None = None, speed_json: Path | None = None,
-                dataset: str = "IMDB test set") -> Manifest:
+                dataset: str = "IMDB test set", data_files: dict[str, Path] | None = None) -> Manifest:
     """Record an `edge-classify --eval` report and bench-edge speeds in a bundle folder's
-    manifest, re-render its card and re-seal it."""
+    manifest, re-render its card and re-seal it. `data_files` ({"data": train file, "test_data":
+    test file}) gives the checksum of a data file that an older manifest names by path only."""
     if not Path(bundle).is_dir():
         raise ClassifierError(f"card: {bundle} is not a bundle folder")
     manifest, folder = load_bundle(bundle)
+    for key, path in (data_files or {}).items():
+        manifest.training = {**(manifest.training or {}), key: _checked_data_entry(manifest, key, Path(path))}
     if eval_json is not None:
         report = _read_json(eval_json)
         manifest.metrics["test_edge"] = {
@@ -221,7 +224,27 @@ def update_card(bundle: Path, eval_json: Path | None = None, speed_json: Path | 
     if speed_json is not None:
         manifest.metrics["speed"] = _speed_rows(_read_json(speed_json), manifest)
     write_model_card(folder, manifest)
-    return seal_bundle(folder, manifest)
+    return seal_bundle(folder, manifest, resealed=True)
+
+
+def _checked_data_entry(manifest: Manifest, key: str, path: Path) -> dict:
+    """The data_entry of `path`, which must be the file the run recorded (the same file name: the
+    card vouches for a checksum only of the file the run named)."""
+    split = "train" if key == "data" else "test"
+    recorded = (manifest.training or {}).get(key)
+    name = recorded.get("file") if isinstance(recorded, dict) else Path(str(recorded or "")).name
+    if not name:
+        raise ClassifierError(f"card: the bundle records no {split} data file, so {path} cannot be checked against it")
+    if path.name != name:
+        raise ClassifierError(f"card: {path} is not the run's {split} data file ({name})")
+    if not path.is_file():
+        raise ClassifierError(f"card: {path} not found")
+    entry = data_entry(str(path), split)
+    if is_imdb(str(recorded)):   # the run's own path named the data set
+        entry["dataset"] = "IMDB"
+    if isinstance(recorded, dict) and recorded.get("sha256") and recorded["sha256"] != entry["sha256"]:
+        raise ClassifierError(f"card: {path} has sha256 {entry['sha256']}, the run recorded {recorded['sha256']}")
+    return entry
 
 
 def _machine_line(mach: dict) -> str:
