@@ -157,11 +157,17 @@ def test_a_failed_ray_run_leaves_no_output_folder(tiny, tmp_path):
 def test_progress_lines_count_the_rows_written_so_far(tmp_path, monkeypatch):
     from review_classifier.edge import ray_engine
 
-    said = []
+    said, two_lines = [], threading.Event()
+
+    def say(line: str) -> None:
+        said.append(line)
+        if len(said) >= 2:
+            two_lines.set()
+
     pq.write_table(pa.table({"id": ["a", "b", "c"]}), tmp_path / "x.parquet")
     (tmp_path / "half.parquet").write_bytes(b"PAR1 not finished")         # still being written
-    reporter = ray_engine._ProgressLines(tmp_path, "parquet", said.append, every=0.05)
-    time.sleep(0.3)
+    reporter = ray_engine._ProgressLines(tmp_path, "parquet", say, every=0.05)
+    assert two_lines.wait(timeout=120)   # acts once two lines were said, however slow the machine
     reporter.stop()
     assert said and all(line.startswith("ray: 3 records written so far (") for line in said)
     (tmp_path / "y.json").write_text('{"a": 1}\n{"a": 2}\n')
