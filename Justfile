@@ -132,6 +132,10 @@ bench-long *ARGS:
 bench-shapes *ARGS:
     python -m benchmarks.bench_shapes {{ARGS}}
 
+# Import costs: each heavy package and each entry module imported in a fresh process (median of 5) -> results/import_times_<cpu>.json; the figures behind the training package's `# lazy:` imports
+bench-imports *ARGS:
+    python -m benchmarks.import_times {{ARGS}}
+
 # The frontier: each tier's bundle, TF-IDF + LR and the HF pipeline on the same 2,000 IMDB test reviews; ops per review against the CPU's bound -> results/bench_frontier_<cpu>.json + .png
 bench-frontier *ARGS:
     python -m benchmarks.bench_frontier {{ARGS}}

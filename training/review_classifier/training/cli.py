@@ -3,10 +3,11 @@ library function (most of them in training.pipeline or a stage's module) and pri
 a ClassifierError becomes one line on stderr in `main`.
 
 The library imports sit inside the commands, each marked `# lazy`: importing the stages pulls in
-torch, transformers and onnx, 1.6-2.2 s before anything runs, against 0.15 s for typer and the
-config (`python -c "import review_classifier.training.pipeline"` vs `...config.settings`, Intel
-Xeon with AMX, docs/decisions.md); `train-classify --help` and a mistyped flag should not wait
-for them.
+torch and more (`review_classifier.training.pipeline` 1.41 s) against 0.08 s for this module with
+typer and the config (`./dev bench-imports`, results/import_times_avx512-vnni.json, the AVX-512
+EPYC); `train-classify --help` and a mistyped flag should not wait for them. Inside the stages, a
+lazy import is kept only for a package a module's other callers do not need (transformers 2.5 s,
+the Trainer 5.0 s, Neural Compressor 4.2 s, cleanlab 1.8 s, ...), each with its reason.
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from typing import Optional
 
 import typer
 
+from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.bundle import MANIFEST, load_bundle, sha256_file
 from review_classifier.shared.errors import ClassifierError
+from review_classifier.training.bundle.model_card import update_card
 from review_classifier.training.config.settings import config_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -48,7 +52,7 @@ def train(recipe: str = RECIPE, set_: list[str] = SET,
     An output_dir with a checkpoint (last/) resumes it when the config (but for epochs,
     max_steps, patience and other fields that do not change the steps taken) and the data are
     the same; otherwise it stops with one line. --restart discards the checkpoint."""
-    from review_classifier.training.fit.run import run_training   # lazy
+    from review_classifier.training.fit.run import run_training  # lazy
 
     cfg = config_for(recipe, list(set_) + ([f"engine={engine}"] if engine else []))
     results = run_training(cfg, restart=restart)
@@ -64,7 +68,7 @@ def pipeline(recipe: str = RECIPE, set_: list[str] = SET,
              install: bool = typer.Option(False, "--install", help="Install the int8 bundle where edge-classify looks by default."),
              restart: bool = RESTART) -> None:
     """Train, evaluate, quantize (INT8), export to ONNX, verify, and write the model bundles."""
-    from review_classifier.training.pipeline import run_pipeline, which_model_note   # lazy
+    from review_classifier.training.pipeline import run_pipeline, which_model_note  # lazy
 
     done = run_pipeline(config_for(recipe, list(set_)), out or None, archive=archive, install=install, restart=restart)
     if done is None:   # a DDP rank other than 0
@@ -84,7 +88,7 @@ def export(model_dir: Path = typer.Argument(..., help="A Hugging Face sequence-c
            recipe: Optional[str] = RUN_RECIPE, set_: list[str] = SET, data: str = DATA,
            archive: bool = typer.Option(False, "--archive", help="Also write <out>/<precision>.tar.gz")) -> None:
     """Export a classifier to verified ONNX model bundles (fp32 and/or INC-quantized int8)."""
-    from review_classifier.training.pipeline import PRECISIONS, export_checkpoint   # lazy
+    from review_classifier.training.pipeline import PRECISIONS, export_checkpoint  # lazy
 
     precisions = PRECISIONS if precision == "both" else (precision,)
     built = export_checkpoint(model_dir, out, config_for(recipe, set_, model_dir), data, precisions, archive)
@@ -98,7 +102,7 @@ def quantize(fp32_model: Path = typer.Argument(..., help="fp32 ONNX model (from 
              out: Path = typer.Option(..., "--out", help="Where to write the int8 ONNX model"),
              recipe: str = RECIPE, set_: list[str] = SET, data: str = DATA) -> None:
     """Accuracy-aware INT8 quantization of an ONNX classifier with Intel Neural Compressor."""
-    from review_classifier.training.bundle.quantize import quantize_file   # lazy
+    from review_classifier.training.bundle.quantize import quantize_file  # lazy
 
     report = quantize_file(fp32_model, tokenizer_dir, out, config_for(recipe, set_), data)
     for t in report["trials"]:
@@ -113,9 +117,8 @@ def evaluate(bundle: Path = typer.Option(..., "--bundle", help="Model bundle fol
              recipe: str = RECIPE, set_: list[str] = SET,
              json_out: Path = typer.Option(None, "--json", help="Also write the full report here")) -> None:
     """Accuracy, macro F1 and confusion matrix of a bundle on labelled reviews (edge runtime)."""
-    from review_classifier.shared.atomic import atomic_write_text
-    from review_classifier.shared.metrics import format_report
-    from review_classifier.training.bundle.evaluate import evaluate_bundle_on   # lazy
+    from review_classifier.shared.metrics import format_report  # lazy: numpy (0.1 s)
+    from review_classifier.training.bundle.evaluate import evaluate_bundle_on  # lazy
 
     report = evaluate_bundle_on(bundle, data, recipe, list(set_))
     typer.echo(format_report(report))
@@ -134,9 +137,6 @@ def card(bundle: Path = typer.Argument(..., help="Bundle folder"),
          test_data: Optional[Path] = typer.Option(None, "--test-data", help="The same for the run's test data file")
          ) -> None:
     """Record test metrics, speeds and data checksums in a bundle's manifest, re-render its model card, re-seal it."""
-    from review_classifier.shared.bundle import MANIFEST, sha256_file
-    from review_classifier.training.bundle.model_card import update_card
-
     files = {k: v for k, v in (("data", train_data), ("test_data", test_data)) if v is not None}
     m = update_card(bundle, eval_json, speed_json, dataset, files)
     typer.echo(f"{bundle}/README.md updated; manifest sha256 now {sha256_file(Path(bundle) / MANIFEST)} "
@@ -148,7 +148,7 @@ def prune(model_dir: Path = typer.Argument(..., help="Fine-tuned classifier fold
           out: Path = typer.Option(..., "--out", help="Run folder; the pruned model lands in <out>/best"),
           recipe: str = RECIPE, set_: list[str] = SET) -> None:
     """Global L1 pruning of the encoder to prune_sparsity, then prune_epochs of fine-tuning."""
-    from review_classifier.training.compress.prune import prune_checkpoint   # lazy
+    from review_classifier.training.compress.prune import prune_checkpoint  # lazy
 
     report = prune_checkpoint(config_for(recipe, set_), model_dir, out)
     typer.echo(f"encoder sparsity {report['encoder_sparsity']:.1%} (target {report['target_sparsity']:.0%}); "
@@ -166,7 +166,7 @@ def distill(teacher: Path = TEACHER,
             windows: int = WINDOWS, recipe: str = RECIPE, set_: list[str] = SET) -> None:
     """Distil a teacher into a student: the teacher's logits on the training split, once, then
     distill_epochs of soft targets at distill_temperature plus the hard labels (distill_alpha)."""
-    from review_classifier.training.compress.distil import distill_model   # lazy
+    from review_classifier.training.compress.distil import distill_model  # lazy
 
     report = distill_model(config_for(recipe, set_), teacher, out, student=student, windows=windows)
     teacher_layers = f" of {report['teacher_layers']}" if report["teacher_layers"] else ""
@@ -182,7 +182,7 @@ def teacher_logits(teacher: Path = typer.Argument(..., help="A fine-tuned checkp
                    windows: int = WINDOWS, recipe: Optional[str] = RUN_RECIPE, set_: list[str] = SET) -> None:
     """A teacher's logits on the training split (never valid or test), with their provenance:
     for `distill FILE` or `train --set teacher_logits=FILE`."""
-    from review_classifier.training.compress.teacher import write_train_logits   # lazy
+    from review_classifier.training.compress.teacher import write_train_logits  # lazy
 
     prov = write_train_logits(out, teacher, config_for(recipe, set_, teacher), windows, log=typer.echo)
     typer.echo(f"teacher logits: {out}  ({prov['data']['rows']} training reviews, {prov['text_policy']['max_length']} "
@@ -196,7 +196,7 @@ def split_csv(src: Path = typer.Argument(..., help="CSV or CSV.gz with a text an
               valid_size: float = typer.Option(0.1), test_size: float = typer.Option(0.1),
               recipe: str = RECIPE, set_: list[str] = SET) -> None:
     """Split a labelled CSV into stratified train/valid/test CSVs (the original splitter)."""
-    from review_classifier.training.data.splits import split_csv as split   # lazy
+    from review_classifier.training.data.splits import split_csv as split  # lazy
 
     cfg = config_for(recipe, list(set_))
     for name, path in split(src, out_dir, valid_size, test_size, cfg.seed, cfg.text_column, cfg.label_column,
@@ -222,8 +222,8 @@ def audit(data: Path = typer.Argument(..., help="Labelled CSV or CSV.gz (columns
           excerpt: int = typer.Option(160, "--excerpt", help="Characters of text shown per row")) -> None:
     """Rank the rows whose labels look wrong (cleanlab's confident learning on out-of-sample
     probabilities), and list duplicates with disagreeing labels and rows that are empty or markup."""
-    from review_classifier.training.audit.label_issues import audit_csv, summary_line   # lazy
-    from review_classifier.training.audit.probs import AuditOptions
+    from review_classifier.training.audit.label_issues import audit_csv, summary_line  # lazy
+    from review_classifier.training.audit.probs import AuditOptions  # lazy
 
     opts = AuditOptions(model=recipe, folds=folds, seed=seed, excerpt_chars=excerpt,
                         teacher_logits=str(teacher_logits or ""))
@@ -247,8 +247,6 @@ def _fmt(m: dict | None) -> str:
 
 def _bundle_line(name: str, path: Path) -> str:
     """One bundle as `export` reports it: size, validation metrics, and the INT8 tuning outcome."""
-    from review_classifier.shared.bundle import load_bundle
-
     manifest, _ = load_bundle(path)
     m = manifest.metrics.get("int8" if name == "int8" else "fp32_onnx")
     size = (path / manifest.model_file).stat().st_size / 1e6

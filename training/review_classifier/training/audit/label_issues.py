@@ -31,9 +31,10 @@ from typing import Callable
 
 import numpy as np
 
+from review_classifier.edge.report import require_matplotlib
 from review_classifier.shared.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from review_classifier.shared.errors import ClassifierError
-from review_classifier.edge.report import require_matplotlib
+from review_classifier.shared.provenance import data_file, provenance
 from review_classifier.training.audit.probs import AuditOptions, audit_config, out_of_sample_probs
 from review_classifier.training.audit.report import write_audit_report
 from review_classifier.training.config.settings import TrainConfig
@@ -130,8 +131,8 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray
     """(flagged row positions, best suspect first; every row's label quality) by cleanlab's
     confident learning at its default threshold; quality = the given label's probability
     (cleanlab's self-confidence), which also orders the suspects."""
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
+    from cleanlab.filter import find_label_issues  # lazy: cleanlab (1.8 s) only when ranking
+    from cleanlab.rank import get_label_quality_scores  # lazy: as above
 
     ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     quality = get_label_quality_scores(labels, probs, method="self_confidence")
@@ -149,8 +150,6 @@ def run_audit(data: Path, cfg: TrainConfig, opts: AuditOptions, out: Path,
               log: Callable[[str], None] = print) -> dict:
     """Audit one labelled CSV; write the files listed in the module docstring into `out`.
     Returns the summary (also audit.json)."""
-    from review_classifier.shared.provenance import data_file, provenance
-
     opts.check()
     data, out = Path(data), Path(out)
     table = read_audit_rows(data, cfg)

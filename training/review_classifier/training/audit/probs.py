@@ -27,13 +27,22 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
-from review_classifier.shared.logits import log_softmax
+from review_classifier.shared.atomic import atomic_path
+from review_classifier.shared.bundle import sha256_file
 from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.logits import log_softmax, pad_ids
+from review_classifier.training.audit.tfidf import make_vectorizer
+from review_classifier.training.bundle.export import batches
 from review_classifier.training.config.settings import TrainConfig, load_config
 from review_classifier.training.data.reviews import Reviews
 from review_classifier.training.data.splits import class_below
+from review_classifier.training.data.teacher_logits import load_teacher_logits
+from review_classifier.training.data.text import encode_texts
 from review_classifier.training.fit.device import progress_bar
+from review_classifier.training.fit.model import load_tokenizer
+from review_classifier.training.fit.model_sources import resolve_model_path
 
 CHEAP_MODELS = ("tfidf", "embed")
 LOGREG_C = {"tfidf": 4.0, "embed": 4.0}   # inverse regularisation: the TF-IDF baseline's C on IMDB valid
@@ -96,9 +105,6 @@ def out_of_sample_probs(reviews: Reviews, cfg: TrainConfig, opts: AuditOptions, 
 
 
 def _teacher_probs(reviews: Reviews, cfg: TrainConfig, path: str, log) -> tuple[np.ndarray, dict]:
-    from review_classifier.shared.bundle import sha256_file
-    from review_classifier.training.data.teacher_logits import load_teacher_logits
-
     teacher = load_teacher_logits(path)
     logits = teacher.for_reviews(reviews, cfg.labels, path)
     log(f"audit: probabilities from the teacher logits in {path} (the teacher must never have trained on "
@@ -113,11 +119,9 @@ def cross_fit_linear(reviews: Reviews, labels: np.ndarray, folds: np.ndarray, cf
                      opts: AuditOptions, log) -> tuple[np.ndarray, dict]:
     """TF-IDF or frozen-encoder features (computed once), a logistic regression per fold: each
     fold's rows scored by the model fitted on the others."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # lazy: scikit-learn (1.0 s) for the cheap models only
 
     if opts.model == "tfidf":
-        from review_classifier.training.audit.tfidf import make_vectorizer
-
         log(f"audit: TF-IDF features of {len(reviews):,} texts")
         features = make_vectorizer(min_df=2).fit_transform(reviews.texts)
         method = {"kind": "cross-fitted", "model": "tfidf", "features": "TF-IDF word 1-2 grams, sublinear tf, "
@@ -142,14 +146,8 @@ def cross_fit_linear(reviews: Reviews, labels: np.ndarray, folds: np.ndarray, cf
 def sentence_embeddings(texts: list[str], cfg: TrainConfig, log) -> np.ndarray:
     """The frozen encoder's sentence embedding of each text: token states mean-pooled under the
     attention mask, L2-normalised (sentence-transformers' pooling for MiniLM), cut by cfg's policy."""
-    import torch
-    from transformers import AutoModel
+    from transformers import AutoModel  # lazy: transformers (2.5 s) for --recipe embed only
 
-    from review_classifier.training.bundle.export import batches
-    from review_classifier.shared.logits import pad_ids
-    from review_classifier.training.fit.model import load_tokenizer
-    from review_classifier.training.fit.model_sources import resolve_model_path
-    from review_classifier.training.data.text import encode_texts
 
     tokenizer = load_tokenizer(cfg)
     encoder = AutoModel.from_pretrained(resolve_model_path(cfg.model)).eval()
@@ -174,8 +172,10 @@ def sentence_embeddings(texts: list[str], cfg: TrainConfig, log) -> np.ndarray:
 def _cross_fit_recipe(reviews: Reviews, folds: np.ndarray, cfg: TrainConfig, opts: AuditOptions, work: Path,
                       log) -> tuple[np.ndarray, dict]:
     """Fine-tune cfg (a training recipe) once per fold on the other folds; score the held-out fold."""
-    from review_classifier.training.fit.run import run_training
-    from review_classifier.training.compress.teacher import compute_teacher_logits
+    from review_classifier.training.compress.teacher import (
+        compute_teacher_logits,  # lazy: the training stack, for a fine-tuned recipe only
+    )
+    from review_classifier.training.fit.run import run_training  # lazy: as above
 
     probs = np.zeros((len(reviews), len(cfg.labels)), dtype=np.float64)
     runs = []
@@ -199,8 +199,6 @@ def _cross_fit_recipe(reviews: Reviews, folds: np.ndarray, cfg: TrainConfig, opt
 
 def write_labelled_csv(path: Path, reviews: Reviews, cfg: TrainConfig) -> Path:
     """text,label rows (label names), for a fold's training run."""
-    from review_classifier.shared.atomic import atomic_path
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
         w = csv.writer(f)

@@ -3,6 +3,7 @@ histogram of the given label's out-of-sample probability (flagged rows apart), a
 the flagged rows were given against the one suggested."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -57,8 +58,6 @@ def issue_matrix(issues: list[dict], labels: list[str]) -> Figure:
 
 def write_audit_report(summary: dict, audit_dir: Path, report_dir: Path) -> Path:
     """report.html and its figures for an audit folder written by training.audit.label_issues.run_audit."""
-    import csv
-
     audit_dir = Path(audit_dir)
     with np.load(audit_dir / "probabilities.npz") as z:
         quality, rows = z["label_quality"], z["row"]

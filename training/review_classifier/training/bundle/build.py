@@ -17,18 +17,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from review_classifier.edge.model import EdgeClassifier
 from review_classifier.shared.atomic import atomic_path, atomic_write_text
 from review_classifier.shared.bundle import Manifest, load_bundle, pack_bundle, seal_bundle
 from review_classifier.shared.calibration import calibration_report
+from review_classifier.shared.logits import softmax
 from review_classifier.shared.metrics import classification_report
 from review_classifier.shared.text import pool_windows
-from review_classifier.training.config.settings import TrainConfig, run_folder_of
-from review_classifier.training.bundle.export import (ExportError, export_onnx, load_for_export, onnx_logits, ort_session,
-                             pad_token_id)
-from review_classifier.training.fit.device import log_rank0
+from review_classifier.training.bundle.export import (
+    ExportError,
+    export_onnx,
+    load_for_export,
+    onnx_logits,
+    ort_session,
+    pad_token_id,
+)
 from review_classifier.training.bundle.model_card import write_model_card
 from review_classifier.training.bundle.quantize import PER_REVIEW, QuantizationData, QuantizationError, quantize_onnx
+from review_classifier.training.config.settings import TrainConfig, run_folder_of
 from review_classifier.training.data.text import encode_texts, encode_windows, special_ids
+from review_classifier.training.fit.device import log_rank0
 
 PRECISIONS = ("fp32", "int8")
 COMPRESSION_FILE = "compression.json"   # written by training.compress next to a pruned/distilled model
@@ -87,9 +95,6 @@ def _short(report: dict) -> dict:
 
 def check_edge_parity(bundle: Path, model_path: Path, texts: Sequence[str], tokenizer, cfg: TrainConfig) -> float:
     """The sealed bundle, opened by the edge runtime, must score like the training-side path."""
-    from review_classifier.edge.model import EdgeClassifier
-    from review_classifier.shared.logits import softmax
-
     if not texts:
         return 0.0
     clf = EdgeClassifier(bundle, threads=1)

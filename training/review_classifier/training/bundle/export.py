@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from review_classifier.shared.atomic import atomic_path
 from review_classifier.shared.bundle import ORT_DISABLED_OPTIMIZERS
@@ -60,8 +61,6 @@ def batches(ids: list[list[int]], size: int) -> list[list[int]]:
 
 
 def ort_session(path: str | os.PathLike, threads: int = 0):
-    import onnxruntime as ort
-
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
@@ -83,7 +82,7 @@ def onnx_logits(session, ids: list[list[int]], pad_id: int, batch_size: int = 32
 
 def torch_logits(model, ids: list[list[int]], input_names: Sequence[str], pad_id: int,
                  batch_size: int = 32) -> np.ndarray:
-    import torch
+    import torch  # lazy: torch (1.3 s) only to export; quantizing or checking an ONNX file needs none
 
     parts: dict[int, np.ndarray] = {}
     model.eval()
@@ -99,7 +98,7 @@ def torch_logits(model, ids: list[list[int]], input_names: Sequence[str], pad_id
 
 def load_tokenizer_only(folder: str | os.PathLike):
     """The folder's fast tokenizer (the edge runtime needs its tokenizer.json)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers (2.5 s) only where a checkpoint is read
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
@@ -113,7 +112,7 @@ def load_tokenizer_only(folder: str | os.PathLike):
 
 def load_for_export(model_dir: str | os.PathLike):
     """Model (eager attention: the ORT optimizer fuses Attention only then) and fast tokenizer."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification  # lazy: as above
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="eager")
@@ -130,8 +129,8 @@ def pad_token_id(tokenizer) -> int:
 
 def optimize_onnx(raw_path: Path, out_path: Path, model_config) -> dict:
     """onnxruntime's transformer optimizer (model_type bert): fuses attention, layer norms, GELU."""
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
+    from onnxruntime.transformers.fusion_options import FusionOptions  # lazy: the graph optimizer, for export only
+    from onnxruntime.transformers.optimizer import optimize_model  # lazy: as above
 
     # EmbedLayerNormalization fusion adds int32 Casts of the inputs that INC's quantizer drops
     # (the graph then fails to load); the embedding lookup is cheap, so leave it unfused.
@@ -156,7 +155,7 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, cfg: 
     Raises ExportError (and writes nothing) if max |logit diff| against PyTorch on up to
     cfg.verify_samples of `sample_texts` exceeds cfg.parity_atol.
     """
-    import torch
+    import torch  # lazy: as above
 
     started = time.perf_counter()
     model, tokenizer = load_for_export(model_dir)

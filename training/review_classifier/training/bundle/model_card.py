@@ -8,10 +8,12 @@ card states only what the manifest records; a figure it does not have is said to
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from review_classifier.shared.bundle import CARD_FILE, Manifest, load_bundle, seal_bundle
 from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.provenance import data_file
 
 # base model folder or hub id (substring) -> (upstream name, licence)
 KNOWN_BASES = {
@@ -45,8 +47,6 @@ def recipe_summary(cfg) -> dict:
 
 def data_entry(source: str, split: str) -> dict:
     """A data source as a card shows it: its file name (no folders), the split it gave, its sha256."""
-    from review_classifier.shared.provenance import data_file
-
     return {"file": Path(str(source)).name or str(source), "split": split, "sha256": data_file(source).get("sha256"),
             "dataset": "IMDB" if is_imdb(str(source)) else "user-provided"}
 
@@ -65,8 +65,6 @@ def describe_data(entry, split: str) -> str:
 
 def people_command(command: str) -> str:
     """A recorded command with folders cut from absolute paths (this machine's layout is no one's business)."""
-    import shlex
-
     try:
         words = shlex.split(command)
     except ValueError:

@@ -26,12 +26,20 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
 from review_classifier.shared.atomic import atomic_path
+from review_classifier.shared.logits import pad_ids
+from review_classifier.training.bundle.export import (
+    ExportError,
+    load_tokenizer_only,
+    onnx_logits,
+    ort_session,
+    pad_token_id,
+)
 from review_classifier.training.config.settings import TrainConfig
 from review_classifier.training.data.splits import calib_and_valid
-from review_classifier.shared.logits import pad_ids
-from review_classifier.training.bundle.export import ExportError, load_tokenizer_only, onnx_logits, ort_session, pad_token_id
 from review_classifier.training.data.text import encode_texts
 
 CALIB_BATCH = 8
@@ -79,7 +87,9 @@ class CalibrationReader:
 
 
 def vnni_available() -> bool:
-    from onnx_neural_compressor import utility
+    from onnx_neural_compressor import (
+        utility,  # lazy: Neural Compressor takes 4.2 s to import; only quantizing needs it
+    )
 
     try:
         return bool(utility.CpuInfo().vnni)
@@ -89,8 +99,8 @@ def vnni_available() -> bool:
 
 def candidate_configs(approach: str, calib_batches: int) -> list[tuple[str, object]]:
     """(description, INC config) from fastest to most conservative."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-    from onnx_neural_compressor.quantization import config as qc
+    from onnx_neural_compressor.quantization import config as qc  # lazy: as above
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType  # lazy: as above
 
     cpu = "CPUExecutionProvider"
     if approach == "dynamic":
@@ -149,7 +159,7 @@ def _pass_reduce_range(reduce_range: bool):
     build StaticQuantizer/DynamicQuantizer without it (and DynamicQuantizer would not keep it), so
     weights came out full 8-bit ([-127, 127], measured) whatever the config said. Set it on both
     quantizers while tuning runs."""
-    from onnx_neural_compressor.algorithms.post_training_quant import quantizer
+    from onnx_neural_compressor.algorithms.post_training_quant import quantizer  # lazy: as above
 
     originals = quantizer.StaticQuantizer, quantizer.DynamicQuantizer
 
@@ -170,9 +180,6 @@ def _pass_reduce_range(reduce_range: bool):
 
 def int8_weight_range(model) -> tuple[int, int]:
     """(min, max) over the model's int8 initializers: within [-64, 64] when reduce_range held."""
-    import onnx
-    from onnx import numpy_helper
-
     arrays = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     if not arrays:
         return 0, 0
@@ -197,8 +204,6 @@ def _quiet_workdir():
 def onnx_size_bytes(model_path: str | Path) -> int:
     """An ONNX model's bytes with its external data: INC saves each trial's model as a graph
     file plus a weights file beside it, so the graph file alone is a few kB."""
-    import onnx
-
     path = Path(model_path)
     model = onnx.load(str(path), load_external_data=False)
     external = {entry.value for tensor in model.graph.initializer
@@ -221,6 +226,73 @@ class QuantizationData:
         return cls(calib.texts, valid.texts, valid.labels)
 
 
+class _TrialJudge:
+    """INC's eval_fn: each candidate's validation accuracy, or 0.0 (a failed trial for INC) when
+    its labels disagree with fp32 too often, its graph breaks, or it is over cfg.max_model_mb.
+    INC's first call scores the fp32 model itself: its predictions are the reference. Keeps every
+    trial's accuracy, agreement and error for the report."""
+
+    def __init__(self, cfg: TrainConfig, valid_ids: list[list[int]], labels: np.ndarray, pad_id: int, log=None):
+        self.cfg, self.valid_ids, self.labels, self.pad_id, self.log = cfg, valid_ids, labels, pad_id, log
+        self.results: list[float] = []
+        self.agreements: list[float] = []
+        self.errors: dict[int, str] = {}
+        self.fp32_pred: np.ndarray | None = None
+        self.names: list[str] = []   # the candidates' descriptions, for the log
+
+    def _failed(self, why: str) -> float:
+        self.errors[len(self.results)] = why
+        self.results.append(0.0)
+        self.agreements.append(0.0)
+        return 0.0
+
+    def score(self, model_path: str) -> float:
+        size_mb = onnx_size_bytes(model_path) / 1e6 if self.results and Path(model_path).is_file() else 0.0
+        if self.cfg.max_model_mb and size_mb > self.cfg.max_model_mb:
+            why = f"{size_mb:.1f} MB is over max_model_mb={self.cfg.max_model_mb:g}"
+            if self.log:
+                self.log(f"  trial {len(self.results)} ({self.names[len(self.results) - 1]}): {why}")
+            return self._failed(why)
+        try:
+            pred = onnx_logits(ort_session(model_path), self.valid_ids, self.pad_id, batch_size=PER_REVIEW).argmax(-1)
+        except Exception as e:  # noqa: BLE001 - a candidate that yields a broken graph is a failed trial
+            if not self.results:
+                raise
+            return self._failed(str(e).strip().splitlines()[0][:200])
+        acc = float((pred == self.labels).mean())
+        if self.fp32_pred is None:
+            self.fp32_pred = pred
+            self.results.append(acc)
+            self.agreements.append(1.0)
+            return acc
+        agree = float((pred == self.fp32_pred).mean())
+        self.results.append(acc)
+        self.agreements.append(agree)
+        if self.log:
+            n = len(self.results) - 1
+            self.log(f"  trial {n} ({self.names[n - 1]}): accuracy {acc:.4f} (fp32 {self.results[0]:.4f}), "
+                     f"agreement with fp32 {agree:.2%}")
+        return acc if agree >= self.cfg.int8_agreement else 0.0
+
+    def trials(self, cands: list[tuple[str, object]]) -> list[dict]:
+        """One row per candidate INC tried, in order."""
+        baseline = self.baseline
+        rows = []
+        for i, ((desc, c), acc, agree) in enumerate(zip(cands, self.results[1:], self.agreements[1:]), start=1):
+            loss = (baseline - acc) / baseline if baseline else 0.0
+            rows.append({"error": self.errors.get(i, ""), "config": desc, "accuracy": acc,
+                         "relative_loss": round(loss, 6), "agreement": agree,
+                         "within_tolerance": loss <= self.cfg.quant_tolerance,
+                         "agrees": agree >= self.cfg.int8_agreement,
+                         "per_channel": bool(getattr(c, "per_channel", False)),
+                         "quant_format": getattr(getattr(c, "quant_format", None), "name", "dynamic")})
+        return rows
+
+    @property
+    def baseline(self) -> float:
+        return self.results[0] if self.results else float("nan")
+
+
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg: TrainConfig,
                   data: QuantizationData, tokenizer, *, max_trials: int | None = None, log=None) -> dict:
     """INT8 model at `out_path` whose validation accuracy is within cfg.quant_tolerance of fp32.
@@ -228,109 +300,46 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
     Approach (static, calibrated on cfg.calib_samples of the calibration texts; or dynamic) from
     cfg.quant_approach. Returns a report with every trial; raises QuantizationError otherwise.
     """
-    calib_texts, valid_texts, valid_labels = data.calib_texts, data.valid_texts, data.valid_labels
-    import onnx
-    from onnx_neural_compressor.quantization import tuning
+    from onnx_neural_compressor.quantization import tuning  # lazy: as above
 
     started = time.perf_counter()
     fp32_path, out_path = Path(fp32_path).resolve(), Path(out_path)
-    if not valid_texts:
+    if not data.valid_texts:
         raise QuantizationError("quantization needs labelled validation texts to check accuracy; got none")
     pad_id = pad_token_id(tokenizer)
     input_names = [i.name for i in ort_session(fp32_path).get_inputs()]
-    policy = cfg.text_policy
-    valid_ids = encode_texts(list(valid_texts), tokenizer, policy)
-    labels = np.asarray(list(valid_labels), dtype=np.int64)
-    calib = list(calib_texts)[:cfg.calib_samples] if cfg.quant_approach == "static" else []
-    calib_ids = encode_texts(calib, tokenizer, policy) if calib else []
+    valid_ids = encode_texts(list(data.valid_texts), tokenizer, cfg.text_policy)
+    calib = list(data.calib_texts)[:cfg.calib_samples] if cfg.quant_approach == "static" else []
+    calib_ids = encode_texts(calib, tokenizer, cfg.text_policy) if calib else []
     if cfg.quant_approach == "static" and not calib_ids:
         raise QuantizationError("static quantization needs calibration texts; got none "
                                 "(or use --set quant_approach=dynamic)")
 
-    def predict(model_path: str) -> np.ndarray:
-        return onnx_logits(ort_session(model_path), valid_ids, pad_id, batch_size=PER_REVIEW).argmax(-1)
-
-    results: list[float] = []
-    agreements: list[float] = []
-    errors: dict[int, str] = {}
-    fp32_pred: list[np.ndarray] = []
-
-    def eval_fn(model_path: str) -> float:
-        """Accuracy; 0.0 (a failed trial for INC) when the labels disagree with fp32 too often or
-        the model is over cfg.max_model_mb. INC's first call scores the fp32 model itself: its
-        predictions are the reference."""
-        size_mb = onnx_size_bytes(model_path) / 1e6 if results and Path(model_path).is_file() else 0.0
-        if cfg.max_model_mb and size_mb > cfg.max_model_mb:
-            errors[len(results)] = f"{size_mb:.1f} MB is over max_model_mb={cfg.max_model_mb:g}"
-            if log:
-                log(f"  trial {len(results)} ({cands[len(results) - 1][0]}): {errors[len(results)]}")
-            results.append(0.0)
-            agreements.append(0.0)
-            return 0.0
-        try:
-            pred = predict(model_path)
-        except Exception as e:  # noqa: BLE001 - a candidate that yields a broken graph is a failed trial
-            if not results:
-                raise
-            errors[len(results)] = str(e).strip().splitlines()[0][:200]
-            results.append(0.0)
-            agreements.append(0.0)
-            return 0.0
-        acc = float((pred == labels).mean())
-        if not fp32_pred:
-            fp32_pred.append(pred)
-            results.append(acc)
-            agreements.append(1.0)
-            return acc
-        agree = float((pred == fp32_pred[0]).mean())
-        results.append(acc)
-        agreements.append(agree)
-        if log:
-            n = len(results) - 1
-            log(f"  trial {n} ({cands[n - 1][0]}): accuracy {acc:.4f} (fp32 {results[0]:.4f}), "
-                f"agreement with fp32 {agree:.2%}")
-        return acc if agree >= cfg.int8_agreement else 0.0
-
+    judge = _TrialJudge(cfg, valid_ids, np.asarray(list(data.valid_labels), dtype=np.int64), pad_id, log)
     reader = CalibrationReader(calib_ids, input_names, pad_id) if cfg.quant_approach == "static" else None
     cands = _dedupe(candidate_configs(cfg.quant_approach, len(reader.feeds) if reader else 0), fp32_path)
     if max_trials:
         cands = cands[:max_trials]
+    judge.names = [desc for desc, _ in cands]
     tune = tuning.TuningConfig(config_set=[c for _, c in cands], tolerable_loss=cfg.quant_tolerance,
                                max_trials=len(cands))
     q_model = None
     with _quiet_workdir(), _pass_reduce_range(REDUCE_RANGE):
         try:
-            q_model = tuning.autotune(str(fp32_path), tune, eval_fn=eval_fn, calibration_data_reader=reader)
+            q_model = tuning.autotune(str(fp32_path), tune, eval_fn=judge.score, calibration_data_reader=reader)
         except SystemExit:  # autotune calls exit(0) when no candidate meets the goal
             q_model = None
-    baseline = results[0] if results else float("nan")
-    trials = []
-    for i, ((desc, c), acc, agree) in enumerate(zip(cands, results[1:], agreements[1:]), start=1):
-        loss = (baseline - acc) / baseline if baseline else 0.0
-        trials.append({"error": errors.get(i, ""), "config": desc, "accuracy": acc, "relative_loss": round(loss, 6),
-                       "agreement": agree, "within_tolerance": loss <= cfg.quant_tolerance,
-                       "agrees": agree >= cfg.int8_agreement,
-                       "per_channel": bool(getattr(c, "per_channel", False)),
-                       "quant_format": getattr(getattr(c, "quant_format", None), "name", "dynamic")})
+    trials = judge.trials(cands)
     report = {
         "approach": cfg.quant_approach, "tool": "onnx-neural-compressor autotune",
         "weight_type": "int8", "activation_type": "uint8", "reduce_range": REDUCE_RANGE,
         "build_cpu_has_vnni": vnni_available(),
         "tolerance": cfg.quant_tolerance, "min_agreement": cfg.int8_agreement,
-        "fp32_accuracy": baseline, "valid_samples": len(valid_ids),
+        "fp32_accuracy": judge.baseline, "valid_samples": len(valid_ids),
         "calib_samples": len(calib_ids) if reader else 0, "trials": trials,
     }
     if q_model is None or not trials or not (trials[-1]["within_tolerance"] and trials[-1]["agrees"]):
-        tried = "; ".join(f"{t['config']}: " + (f"failed ({t['error']})" if t["error"] else
-                          f"acc {t['accuracy']:.4f} (loss {t['relative_loss']:.2%}, agrees {t['agreement']:.2%})")
-                          for t in trials)
-        raise QuantizationError(
-            f"INT8 quantization ({cfg.quant_approach}) found no configuration within "
-            f"{cfg.quant_tolerance:.2%} relative accuracy loss of fp32 ({baseline:.4f}) that agrees with fp32 "
-            f"on >= {cfg.int8_agreement:.2%} of {len(valid_ids)} validation texts; "
-            f"tried {len(trials)}: {tried or 'none'}. "
-            "Try --set quant_approach=dynamic|static, more calib_samples, a larger quant_tolerance, "
-            "or ship the fp32 bundle", report)
+        raise _no_candidate(cfg, judge.baseline, len(valid_ids), trials, report)
     low, high = int8_weight_range(q_model)
     if REDUCE_RANGE and not (-64 <= low and high <= 64):
         raise QuantizationError(f"int8 weights span [{low}, {high}] although reduce_range (7-bit weights) was "
@@ -343,6 +352,20 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
                    "relative_loss": chosen["relative_loss"], "path": str(out_path),
                    "size_bytes": out_path.stat().st_size, "seconds": round(time.perf_counter() - started, 2)})
     return report
+
+
+def _no_candidate(cfg: TrainConfig, baseline: float, n_valid: int, trials: list[dict], report: dict) -> QuantizationError:
+    """The error when no candidate passed, with every trial's outcome and what to try next."""
+    tried = "; ".join(f"{t['config']}: " + (f"failed ({t['error']})" if t["error"] else
+                      f"acc {t['accuracy']:.4f} (loss {t['relative_loss']:.2%}, agrees {t['agreement']:.2%})")
+                      for t in trials)
+    return QuantizationError(
+        f"INT8 quantization ({cfg.quant_approach}) found no configuration within "
+        f"{cfg.quant_tolerance:.2%} relative accuracy loss of fp32 ({baseline:.4f}) that agrees with fp32 "
+        f"on >= {cfg.int8_agreement:.2%} of {n_valid} validation texts; "
+        f"tried {len(trials)}: {tried or 'none'}. "
+        "Try --set quant_approach=dynamic|static, more calib_samples, a larger quant_tolerance, "
+        "or ship the fp32 bundle", report)
 
 
 def quantize_file(fp32_model: str | os.PathLike, tokenizer_dir: str | os.PathLike, out_path: str | os.PathLike,

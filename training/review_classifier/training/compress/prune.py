@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch.nn.utils import prune
 
 from review_classifier.training.compress.measure import fine_tune_cfg, model_stats, write_report
 from review_classifier.training.config.settings import TrainConfig
@@ -32,8 +33,6 @@ def prune_encoder(model, sparsity: float) -> list[torch.Tensor]:
 
     Returns the keep-masks, so fine-tuning can hold the pruned weights at zero.
     """
-    from torch.nn.utils import prune
-
     linears = encoder_linears(model)
     prune.global_unstructured([(m, "weight") for m in linears], pruning_method=prune.L1Unstructured,
                               amount=float(sparsity))

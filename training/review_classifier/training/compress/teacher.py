@@ -9,6 +9,7 @@ The file's format: training.data.teacher_logits.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from pathlib import Path
@@ -16,12 +17,18 @@ from typing import Sequence
 
 import numpy as np
 
+from review_classifier.edge.model import EdgeClassifier
+from review_classifier.shared.bundle import load_bundle, sha256_file
 from review_classifier.shared.errors import ClassifierError
+from review_classifier.shared.provenance import provenance
 from review_classifier.shared.text import pool_windows
+from review_classifier.training.bundle.export import model_input_names, torch_logits
 from review_classifier.training.data.reviews import Reviews, data_fingerprint
 from review_classifier.training.data.splits import load_splits
 from review_classifier.training.data.teacher_logits import npz_path, save_teacher_logits
-from review_classifier.training.fit.device import progress_bar
+from review_classifier.training.data.text import encode_windows
+from review_classifier.training.fit.device import progress_bar, setup_device
+from review_classifier.training.fit.model import checkpoint_labels, load_model, load_tokenizer
 
 CHUNK = 256   # texts scored between two progress updates
 
@@ -46,8 +53,6 @@ def is_bundle(path: Path) -> bool:
 
 def teacher_hash(path: Path) -> str:
     """sha256 of the teacher's weights: a bundle's model file, a checkpoint's weight files."""
-    from review_classifier.shared.bundle import load_bundle, sha256_file
-
     if is_bundle(path):
         manifest, folder = load_bundle(path)
         return sha256_file(folder / manifest.model_file)
@@ -64,8 +69,6 @@ def compute_teacher_logits(teacher: str | Path, reviews: Reviews, cfg, windows: 
                            fingerprint: str = "", log=print) -> tuple[np.ndarray, dict]:
     """(logits, provenance) of `teacher` on `reviews`. A bundle scores with its own text policy
     (`windows` overrides its windows); a checkpoint with cfg's (max_length, truncation, windows)."""
-    from review_classifier.shared.provenance import provenance
-
     teacher = Path(teacher)
     t = time.perf_counter()
     if is_bundle(teacher):
@@ -88,8 +91,6 @@ def compute_teacher_logits(teacher: str | Path, reviews: Reviews, cfg, windows: 
 
 
 def _bundle_logits(bundle: Path, texts: Sequence[str], windows: int | None, log):
-    from review_classifier.edge.model import EdgeClassifier
-
     clf = EdgeClassifier(bundle, windows=windows)
     bar, step = progress_bar(len(texts), "teacher logits", log)
     parts = []
@@ -102,13 +103,6 @@ def _bundle_logits(bundle: Path, texts: Sequence[str], windows: int | None, log)
 
 
 def _checkpoint_logits(folder: Path, texts: Sequence[str], cfg, windows: int | None, log):
-    import dataclasses
-
-    from review_classifier.training.bundle.export import model_input_names, torch_logits
-    from review_classifier.training.fit.model import checkpoint_labels, load_model, load_tokenizer
-    from review_classifier.training.fit.device import setup_device
-    from review_classifier.training.data.text import encode_windows
-
     labels = checkpoint_labels(folder)
     tcfg = dataclasses.replace(cfg, labels=labels, label_aliases={},
                                **({"windows": windows} if windows else {}))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
+
+from review_classifier.shared.atomic import atomic_write_text
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.labels import DEFAULT_ALIASES, DEFAULT_LABELS, LabelMap, default_aliases_for
 from review_classifier.shared.text import TextPolicy
@@ -155,8 +157,6 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def save(self, path: str | Path) -> None:
-        from review_classifier.shared.atomic import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
 

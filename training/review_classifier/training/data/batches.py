@@ -1,6 +1,7 @@
 """Batches for training and evaluation: length-grouped shuffling, padding, token types."""
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Iterator
 
@@ -60,6 +61,4 @@ def iterate_batches(dataset, batches: list[list[int]], pad_id: int, pad_to: int 
 
 
 def accepts_token_type_ids(model) -> bool:
-    import inspect
-
     return "token_type_ids" in inspect.signature(model.forward).parameters

@@ -28,6 +28,7 @@ from review_classifier.shared.cache import cache_root as shared_cache_root
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.labels import LabelMap
 from review_classifier.training.config.settings import EMBEDDED_DATA, TrainConfig
+from review_classifier.training.data.archive import imdb_archive_dir
 from review_classifier.training.data.reviews import Reviews
 
 ARCHIVE_SOURCE = "imdb-archive"
@@ -49,8 +50,6 @@ def load_reviews(source: str, cfg: TrainConfig) -> Reviews:
     if source == EMBEDDED_DATA or source.startswith("pypi:"):
         reviews = _load_embedded(source, labels)
     elif source.partition(":")[0] == ARCHIVE_SOURCE:
-        from review_classifier.training.data.archive import imdb_archive_dir
-
         part = _archive_part(source)
         reviews = _load_folder(imdb_archive_dir(cache_root(cfg)) / part, labels)
     else:

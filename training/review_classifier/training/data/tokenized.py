@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 
 from review_classifier.shared.atomic import atomic_path
@@ -37,7 +38,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 @contextlib.contextmanager
 def _datasets_bars():
     """datasets' own progress bars only when stderr is a terminal."""
-    import datasets
+    import datasets  # lazy: datasets (0.9 s) only when splits are tokenised
 
     was_on = datasets.is_progress_bar_enabled()
     if not sys.stderr.isatty():
@@ -54,7 +55,7 @@ def tokenize_splits(splits: dict[str, Reviews], tokenizer, cfg: TrainConfig):
     (tokens before truncation, special tokens included), built through encode_texts and
     cached under cache_root(cfg)/tokenized/<key>; a second call with the same data, tokenizer
     and text policy loads the cache instead of tokenising again."""
-    import datasets
+    import datasets  # lazy: as above
 
     policy = cfg.text_policy
     key = hashlib.sha256(json.dumps({
@@ -76,8 +77,6 @@ def tokenize_splits(splits: dict[str, Reviews], tokenizer, cfg: TrainConfig):
         # removed, or the bad folder would be loaded again below; not under DDP, where another
         # rank may be reading or replacing the same folder at this moment
         if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-            import shutil
-
             shutil.rmtree(folder, ignore_errors=True)
 
     prefix, suffix = special_ids(tokenizer)

@@ -2,6 +2,7 @@
 launch set the environment), the precision actually used, and progress messages."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -13,8 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm.auto import tqdm
 
+from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.provenance import machine
 from review_classifier.training.config.settings import TrainConfig
+from review_classifier.training.fit.precision import choose_for_device
 
 
 def seed_everything(seed: int) -> None:
@@ -44,12 +49,6 @@ def setup_device() -> torch.device:
 def resolve_precision(cfg: TrainConfig, device: torch.device, out_dir: Path, log=None):
     """(cfg with a concrete precision, PrecisionChoice): logs the choice and why, and saves it
     as out_dir/precision.json; a bf16 that this CPU would emulate is logged with its cost."""
-    import dataclasses
-
-    from review_classifier.shared.atomic import atomic_write_text
-    from review_classifier.shared.provenance import machine
-    from review_classifier.training.fit.precision import choose_for_device
-
     choice = choose_for_device(cfg.precision, device)
     log = log or log_rank0
     log(f"precision: {choice.used} (asked: {choice.requested}; {choice.reason})")
@@ -80,8 +79,6 @@ def _read_json(path: Path) -> dict | None:
 
 def autocast_for(precision: str, device: torch.device):
     if precision == "auto":
-        from review_classifier.training.fit.precision import choose_for_device
-
         precision = choose_for_device(precision, device).used
     if precision == "fp32":
         return nullcontext()
@@ -110,8 +107,6 @@ def gpu_util(device: torch.device) -> str:
 
 def progress_bar(total: int, desc: str, log, unit: str = "review"):
     """(bar, step(n)): a tqdm bar on a terminal; without one, a plain line every 30 s for logs."""
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=total, desc=desc, unit=unit, disable=quiet())
     state = {"t": time.perf_counter(), "done": 0}
 

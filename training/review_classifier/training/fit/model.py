@@ -1,6 +1,7 @@
 """Load a sequence classifier and its tokenizer; freeze and unfreeze its lower layers."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from review_classifier.shared.errors import ClassifierError, first_line
@@ -9,7 +10,9 @@ from review_classifier.training.fit.model_sources import resolve_model_path
 
 
 def load_tokenizer(cfg: TrainConfig, path: str | None = None):
-    from transformers import AutoTokenizer
+    from transformers import (
+        AutoTokenizer,  # lazy: transformers (2.5 s); the TF-IDF audit imports this module without it
+    )
 
     src = path or resolve_model_path(cfg.model)
     try:
@@ -25,7 +28,7 @@ def load_model(cfg: TrainConfig, path: str | None = None):
     checkpoint (`path`: a run's best/, a pruned or distilled model) must have been trained for
     exactly cfg.labels, in that order: one with other labels is refused, never re-headed or
     silently permuted."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification  # lazy: as above
 
     src = path or resolve_model_path(cfg.model)
     lm = cfg.label_map
@@ -58,8 +61,6 @@ def keep_first_layers(model, layers: int):
 
 def checkpoint_labels(folder: Path) -> list[str]:
     """A trained checkpoint's labels: its config.json id2label, in id order."""
-    import json
-
     try:
         id2label = json.loads((folder / "config.json").read_text())["id2label"]
         return [id2label[str(i)] for i in range(len(id2label))]
@@ -78,7 +79,7 @@ def check_checkpoint_labels(folder: Path, labels: list[str]) -> None:
 
 def encoder_layers(model):
     """The stack of transformer blocks (BERT: encoder.layer, DistilBERT: transformer.layer)."""
-    import torch
+    import torch  # lazy: as above
 
     base = model.base_model
     for name in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):

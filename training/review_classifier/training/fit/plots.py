@@ -1,23 +1,25 @@
 """Plots people would rather see than read: training curves and the confusion matrix."""
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 from review_classifier.shared.atomic import atomic_path
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib and tensorboard only when a run draws its figures
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as above
 
     return plt
 
 
 def _scalar_events(tb_dir: Path, tag: str) -> list:
     """Every event of one TensorBoard scalar under tb_dir (all runs written there)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # lazy: as above
 
     if not Path(tb_dir).is_dir():
         return []
@@ -99,8 +101,6 @@ def timed_steps(tb_dir: Path, tag: str = "train/loss", max_gap_s: float = 120.0)
 
 
 if __name__ == "__main__":  # redraw a run folder's curves: python -m review_classifier.training.fit.plots RUN_DIR
-    import json
-    import sys
 
     run = Path(sys.argv[1])
     print(plot_curves(json.loads((run / "history.json").read_text()), run / "curves.png", step_scalars(run / "tb")))

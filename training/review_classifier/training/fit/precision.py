@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import torch
+
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.provenance import cpu_isa
 
@@ -59,8 +61,6 @@ def choose_precision(requested: str, device_type: str, *, cuda_bf16: bool = Fals
 
 def choose_for_device(requested: str, device) -> PrecisionChoice:
     """choose_precision for a torch device, CPU or CUDA (asks CUDA whether it has bf16)."""
-    import torch
-
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return choose_precision(requested, device.type, cuda_bf16=bf16)
 
@@ -68,8 +68,6 @@ def choose_for_device(requested: str, device) -> PrecisionChoice:
 def measure_bf16_cost(rows: int = 512, inner: int = 384, outer: int = 1536, repeats: int = 5) -> float:
     """Seconds of a bf16-autocast linear layer over seconds in fp32, best of `repeats` each
     (the shape of one MiniLM-L6 feed-forward product on two 256-token reviews)."""
-    import torch
-
     x = torch.randn(rows, inner)
     layer = torch.nn.Linear(inner, outer)
 

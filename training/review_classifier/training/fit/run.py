@@ -8,11 +8,15 @@ length and truncation (shared.slices).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.distributed as dist
 
 from review_classifier.shared.atomic import atomic_write_text
+from review_classifier.shared.bundle import sha256_file
 from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.logits import softmax
 from review_classifier.shared.metrics import classification_report, format_confusion
@@ -22,13 +26,13 @@ from review_classifier.training.config.settings import TrainConfig
 from review_classifier.training.data.report import dataset_report, format_report
 from review_classifier.training.data.reviews import data_fingerprint
 from review_classifier.training.data.splits import load_splits
+from review_classifier.training.data.teacher_logits import load_teacher_logits
 from review_classifier.training.data.tokenized import tokenize_splits
+from review_classifier.training.fit.device import dist_info, log_rank0, seed_everything, setup_device
 from review_classifier.training.fit.evaluation import predict
 from review_classifier.training.fit.loop import fit
-from review_classifier.training.fit.device import dist_info, log_rank0, seed_everything, setup_device
 from review_classifier.training.fit.model import load_model, load_tokenizer
 from review_classifier.training.fit.plots import plot_confusion, plot_curves, step_scalars
-
 
 log = log_rank0
 
@@ -50,8 +54,6 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
         cfg.save(out / "config.json")
         log("config: " + json.dumps(cfg.to_dict(), sort_keys=True))
     if dist_info()[1] > 1:
-        import torch.distributed as dist
-
         dist.barrier()   # every rank sees last/ as rank 0 left it
     tokenizer = load_tokenizer(cfg)
     tokenized = tokenize_splits(splits, tokenizer, cfg)
@@ -64,7 +66,9 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
     seed_everything(cfg.seed)   # a new classification head is drawn here: the same seed, the same run
     model = load_model(cfg)
     if cfg.engine == "trainer":
-        from review_classifier.training.fit.trainer_engine import fit_with_trainer
+        from review_classifier.training.fit.trainer_engine import (
+            fit_with_trainer,  # lazy: the Trainer stack (5.0 s) for engine=trainer only
+        )
 
         result = fit_with_trainer(cfg, model, tokenized, out, tokenizer=tokenizer, log=log)
     else:
@@ -114,8 +118,6 @@ def attach_teacher_logits(cfg: TrainConfig, splits, tokenized) -> dict | None:
     (training.fit.loop distils on them); returns the file's provenance, with its sha256."""
     if not cfg.teacher_logits:
         return None
-    from review_classifier.shared.bundle import sha256_file
-    from review_classifier.training.data.teacher_logits import load_teacher_logits
 
     if cfg.engine != "manual":
         raise ClassifierError("teacher_logits: distillation trains with engine=manual, not the Trainer")
@@ -131,8 +133,6 @@ def attach_teacher_logits(cfg: TrainConfig, splits, tokenized) -> dict | None:
 
 def check_resume(cfg: TrainConfig, out: Path, fingerprint: str, restart: bool) -> None:
     """Refuse to go on from out/last with another config or other data; `restart` removes it."""
-    import shutil
-
     last = out / "last"   # the manual loop's checkpoint; the Trainer's are trainer/checkpoint-*
     trainer_checkpoints = sorted((out / "trainer").glob("checkpoint-*")) if (out / "trainer").is_dir() else []
     if not (last / "state.json").is_file() and not trainer_checkpoints:
@@ -162,8 +162,6 @@ def check_resume(cfg: TrainConfig, out: Path, fingerprint: str, restart: bool) -
 
 
 def _cuda_name() -> str | None:
-    import torch
-
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import get_last_checkpoint
 
-from review_classifier.training.config.settings import TrainConfig
-from review_classifier.training.fit.fast_dropout import fast_dropout_mode
+from review_classifier.shared.errors import ClassifierError
 from review_classifier.shared.metrics import accuracy_macro_f1
+from review_classifier.training.config.settings import TrainConfig
 from review_classifier.training.fit.checkpoints import save_model
+from review_classifier.training.fit.device import resolve_precision
+from review_classifier.training.fit.fast_dropout import fast_dropout_mode
 from review_classifier.training.fit.loop import FitResult
 from review_classifier.training.fit.optimization import class_weighted_loss, make_optimizer, make_scheduler
-from review_classifier.training.fit.device import resolve_precision
 
 
 def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, tokenizer, log=print) -> FitResult:
@@ -27,12 +29,9 @@ def fit_with_trainer(cfg: TrainConfig, model, tokenized, out_dir: Path, *, token
     to this run), early-stopping patience included. The best epoch's weights are written to
     out_dir/best when it is evaluated, so no checkpoint has to be kept for it. Freezing lower
     layers for the first epochs (freeze_epochs) is the manual loop's and refused here."""
-    from review_classifier.shared.errors import ClassifierError
-
     if cfg.freeze_epochs:
         raise ClassifierError(f"engine=trainer does not freeze layers (freeze_epochs={cfg.freeze_epochs}); "
                               "use engine=manual, or freeze_epochs=0")
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     out_dir = Path(out_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -165,8 +164,6 @@ def _epoch_timer():
     """A callback timing training epochs: seconds and optimizer steps inside them, without the
     evaluation and checkpoint saving after each epoch (Trainer's own train_samples_per_second
     counts those; the manual loop's rate does not)."""
-    from transformers import TrainerCallback
-
     class EpochTimer(TrainerCallback):
         def __init__(self) -> None:
             self.seconds, self.steps, self.epochs = 0.0, 0, 0
@@ -190,6 +187,4 @@ def _epoch_timer():
 
 
 def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None

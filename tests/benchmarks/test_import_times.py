@@ -1,0 +1,33 @@
+"""bench-imports: each import timed in its own fresh process, medians and provenance written."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.import_times import REPO, measure, time_import
+
+
+def test_an_import_is_timed_in_a_fresh_process():
+    # a module this process has loaded already still costs its import time there
+    assert "json" in sys.modules and time_import("json") > 0
+    with pytest.raises(RuntimeError, match="import no_such_module_here failed"):
+        time_import("no_such_module_here")
+
+
+def test_rounds_alternate_and_the_median_is_kept():
+    result = measure(["json", "csv"], rounds=3)
+    for r in result.values():
+        assert len(r["each_s"]) == 3 and r["median_s"] == pytest.approx(sorted(r["each_s"])[1], abs=1e-4)
+
+
+def test_the_command_writes_its_json(tmp_path):
+    out = tmp_path / "imports.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.import_times", "--module", "json", "--rounds", "1",
+                           "--output", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["rounds"] == 1 and result["imports"]["json"]["median_s"] > 0
+    assert result["provenance"]["machine"]["cpu"] and "| `json` |" in done.stdout
