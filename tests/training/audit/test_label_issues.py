@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from review_classifier.shared.errors import ClassifierError
-from review_classifier.training.audit.label_issues import markup_problem, near_duplicate_key, run_audit
+from review_classifier.training.audit.label_issues import markup_problem, near_duplicate_key, rank_label_issues, run_audit
 from review_classifier.training.audit.probs import AuditOptions, audit_config
 from review_classifier.training.config.settings import load_config
 from tests.conftest import NEGATIVE, POSITIVE
@@ -51,10 +52,6 @@ def test_multiclass_audit_with_other_columns_and_labels(tmp_path):
     assert summary["method"]["fold_sizes"] == [150, 150, 150]
 
 
-
-
-
-
 def test_duplicates_markup_and_empty_rows_are_listed(tmp_path):
     extra = [["Great film, loved it!", "positive"], ["great   FILM, <b>loved</b> it!", "negative"],
              ["Boring and dull.", "negative"], ["Boring and dull.", "positive"],
@@ -77,8 +74,6 @@ def test_near_duplicate_key_and_markup_rules():
     assert near_duplicate_key("a fine film") != near_duplicate_key("a fine film!")
     assert markup_problem("<p><a href='x'>ok</a></p><br/><br/>").endswith("markup")
     assert markup_problem("A normal review with <br /> one tag.") is None
-
-
 
 
 @pytest.mark.parametrize("rows, sets, folds, message", [
@@ -110,3 +105,22 @@ def test_the_command_writes_its_files_and_errors_are_one_line(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "missing column(s) ['stars']" in bad.stderr
+
+
+def test_the_filter_rule_reaches_cleanlab_and_is_recorded(tmp_path):
+    """--filter-by picks cleanlab's flagging rule: predicted_neq_given flags exactly the rows whose
+    most likely label is not the given one; `both` flags a subset of the default's rows."""
+    data, _ = planted_csv(tmp_path / "r.csv", ["negative", "positive"], [NEGATIVE, POSITIVE], 300, 15)
+    cfg = load_config("default")
+    summary = run_audit(data, cfg, AuditOptions(folds=3, filter_by="predicted_neq_given"), tmp_path / "neq",
+                        log=lambda m: None)
+    with np.load(tmp_path / "neq" / "probabilities.npz") as z:
+        probs, labels, rows = z["probabilities"].astype(np.float64), z["given"], z["row"]
+    disagree = {int(rows[i]) for i in np.flatnonzero(probs.argmax(-1) != labels)}
+    assert {int(r["row"]) for r in issues_of(tmp_path / "neq")} == disagree and disagree
+    assert summary["filter_by"] == "predicted_neq_given" and "predicted_neq_given" in summary["ranking"]
+    default, both = rank_label_issues(labels, probs)[0], rank_label_issues(labels, probs, "both")[0]
+    assert set(both.tolist()) <= set(default.tolist())
+    with pytest.raises(ClassifierError, match="--filter-by must be one of prune_by_noise_rate, .*got 'loose'"):
+        run_audit(data, cfg, AuditOptions(filter_by="loose"), tmp_path / "x", log=lambda m: None)
+    assert not (tmp_path / "x").exists()   # refused before anything was written

@@ -33,8 +33,6 @@ def test_student_takes_the_base_models_first_layers(four_layer_teacher):
         load_model(compress_cfg(four_layer_teacher, Path("unused"), "distill_layers=5"))
 
 
-
-
 def test_distill_model_produces_a_smaller_faster_student(four_layer_teacher, tmp_path):
     data = write_toy_csv(tmp_path / "reviews.csv", 240)
     # distill_layers 0 (the default) with no --student: half of the teacher's layers

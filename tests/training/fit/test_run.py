@@ -57,8 +57,6 @@ def test_trainer_engine_end_to_end(tiny_model_dir, toy_800, tmp_path, monkeypatc
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
 
 
-
-
 def test_bad_data_is_one_line_error_naming_file_and_row(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("review,sentiment\ngood film,positive\nawful film,meh\n", encoding="utf-8")

@@ -219,14 +219,19 @@ def audit(data: Path = typer.Argument(..., help="Labelled CSV or CSV.gz (columns
           out: Path = typer.Option(Path("audit"), "--out", help="Folder for label_issues.csv, audit.json, ..."),
           report: Optional[Path] = typer.Option(None, "--report", help="Also write report.html and its figures here"),
           seed: int = typer.Option(42, "--seed", help="Seed of the folds"),
-          excerpt: int = typer.Option(160, "--excerpt", help="Characters of text shown per row")) -> None:
+          excerpt: int = typer.Option(160, "--excerpt", help="Characters of text shown per row"),
+          filter_by: str = typer.Option("prune_by_noise_rate", "--filter-by",
+                                        help="cleanlab's rule for flagging: prune_by_noise_rate (as many rows as "
+                                             "the estimated noise), confident_learning (fewer, surer), both, "
+                                             "prune_by_class, predicted_neq_given, low_normalized_margin, "
+                                             "low_self_confidence")) -> None:
     """Rank the rows whose labels look wrong (cleanlab's confident learning on out-of-sample
     probabilities), and list duplicates with disagreeing labels and rows that are empty or markup."""
     from review_classifier.training.audit.label_issues import audit_csv, summary_line  # lazy
     from review_classifier.training.audit.probs import AuditOptions  # lazy
 
     opts = AuditOptions(model=recipe, folds=folds, seed=seed, excerpt_chars=excerpt,
-                        teacher_logits=str(teacher_logits or ""))
+                        teacher_logits=str(teacher_logits or ""), filter_by=filter_by)
     summary, written = audit_csv(data, recipe, list(set_), opts, out, report)
     typer.echo(summary_line(summary) + f" -> {out}/label_issues.csv")
     if written is not None:

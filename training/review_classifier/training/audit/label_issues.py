@@ -127,14 +127,17 @@ def excerpt(text: str, chars: int) -> str:
     return flat if len(flat) <= chars else flat[:chars - 3].rstrip() + "..."
 
 
-def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
+                      filter_by: str = "prune_by_noise_rate") -> tuple[np.ndarray, np.ndarray]:
     """(flagged row positions, best suspect first; every row's label quality) by cleanlab's
-    confident learning at its default threshold; quality = the given label's probability
-    (cleanlab's self-confidence), which also orders the suspects."""
+    confident learning with `filter_by` (its default: prune_by_noise_rate) at its own threshold;
+    quality = the given label's probability (cleanlab's self-confidence), which also orders the
+    suspects."""
     from cleanlab.filter import find_label_issues  # lazy: cleanlab (1.8 s) only when ranking
     from cleanlab.rank import get_label_quality_scores  # lazy: as above
 
-    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
+    ranked = find_label_issues(labels, probs, filter_by=filter_by, return_indices_ranked_by="self_confidence",
+                               n_jobs=1)
     quality = get_label_quality_scores(labels, probs, method="self_confidence")
     return np.asarray(ranked, dtype=np.int64), np.asarray(quality, dtype=np.float64)
 
@@ -159,7 +162,7 @@ def run_audit(data: Path, cfg: TrainConfig, opts: AuditOptions, out: Path,
         + (f", {len(table.empty)} empty" if table.empty else ""))
     out.mkdir(parents=True, exist_ok=True)
     probs, method = out_of_sample_probs(reviews, cfg, opts, work=out / "folds", log=log)
-    ranked, quality = rank_label_issues(labels, probs)
+    ranked, quality = rank_label_issues(labels, probs, opts.filter_by)
     suggested = suggested_labels(labels, probs)
     issues = [{"rank": r + 1, "row": table.rows[i], "line": table.lines[i],
                "excerpt": excerpt(reviews.texts[i], opts.excerpt_chars), "given": names[labels[i]],
@@ -189,8 +192,9 @@ def run_audit(data: Path, cfg: TrainConfig, opts: AuditOptions, out: Path,
         "out_of_sample_accuracy": float((predicted == labels).mean()),
         "label_issues": len(issues), "label_issue_share": len(issues) / len(reviews),
         "issues_by_given_label": {n: sum(1 for r in issues if r["given"] == n) for n in names},
-        "ranking": "cleanlab.filter.find_label_issues (confident learning, filter_by='prune_by_noise_rate', "
-                   "its default threshold), ranked by self-confidence (the given label's probability)",
+        "ranking": f"cleanlab.filter.find_label_issues (confident learning, filter_by={opts.filter_by!r}, "
+                   "its own threshold), ranked by self-confidence (the given label's probability)",
+        "filter_by": opts.filter_by,
         "duplicate_conflicts": {"groups": len(conflicts), "rows": sum(len(c["rows"]) for c in conflicts),
                                 "exact_groups": sum(c["kind"] == "exact" for c in conflicts)},
         "empty_rows": len(table.empty), "markup_rows": len(markup),

@@ -45,6 +45,11 @@ from review_classifier.training.fit.model import load_tokenizer
 from review_classifier.training.fit.model_sources import resolve_model_path
 
 CHEAP_MODELS = ("tfidf", "embed")
+# cleanlab.filter.find_label_issues' filter_by values: its default, prune_by_noise_rate, flags as many
+# rows as the estimated noise; confident_learning flags fewer, more surely wrong rows (measured on
+# IMDB and R8 in docs/audit.md); the margin and self-confidence rules rank by one score each.
+FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+           "low_normalized_margin", "low_self_confidence")
 LOGREG_C = {"tfidf": 4.0, "embed": 4.0}   # inverse regularisation: the TF-IDF baseline's C on IMDB valid
 EMBED_BATCH = 32
 
@@ -57,8 +62,11 @@ class AuditOptions:
     seed: int = 42
     teacher_logits: str = ""      # a .npz from a teacher that never trained on these rows
     excerpt_chars: int = 160
+    filter_by: str = "prune_by_noise_rate"   # cleanlab's rule for which rows are flagged (FILTERS)
 
     def check(self) -> None:
+        if self.filter_by not in FILTERS:
+            raise ClassifierError(f"--filter-by must be one of {', '.join(FILTERS)}, got {self.filter_by!r}")
         if self.folds < 2:
             raise ClassifierError(f"--folds must be at least 2, got {self.folds}")
         if self.excerpt_chars < 20:
