@@ -3,11 +3,11 @@ library function (most of them in training.pipeline or a stage's module) and pri
 a ClassifierError becomes one line on stderr in `main`.
 
 The library imports sit inside the commands, each marked `# lazy`: importing the stages pulls in
-torch and more (`review_classifier.training.pipeline` 1.41 s) against 0.08 s for this module with
+torch and more (`review_classifier.training.pipeline` 1.44 s) against 0.08 s for this module with
 typer and the config (`./dev bench-imports`, results/import_times_avx512-vnni.json, the AVX-512
 EPYC); `train-classify --help` and a mistyped flag should not wait for them. Inside the stages, a
-lazy import is kept only for a package a module's other callers do not need (transformers 2.5 s,
-the Trainer 5.0 s, Neural Compressor 4.2 s, cleanlab 1.8 s, ...), each with its reason.
+lazy import is kept only for a package a module's other callers do not need (transformers 2.4 s,
+the Trainer 5.9 s, Neural Compressor 4.5 s, cleanlab 1.7 s, ...), each with its reason.
 """
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def evaluate(bundle: Path = typer.Option(..., "--bundle", help="Model bundle fol
              recipe: str = RECIPE, set_: list[str] = SET,
              json_out: Path = typer.Option(None, "--json", help="Also write the full report here")) -> None:
     """Accuracy, macro F1 and confusion matrix of a bundle on labelled reviews (edge runtime)."""
-    from review_classifier.shared.metrics import format_report  # lazy: numpy (0.1 s)
+    from review_classifier.shared.metrics import format_report  # lazy
     from review_classifier.training.bundle.evaluate import evaluate_bundle_on  # lazy
 
     report = evaluate_bundle_on(bundle, data, recipe, list(set_))

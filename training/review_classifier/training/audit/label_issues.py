@@ -133,7 +133,7 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
     confident learning with `filter_by` (its default: prune_by_noise_rate) at its own threshold;
     quality = the given label's probability (cleanlab's self-confidence), which also orders the
     suspects."""
-    from cleanlab.filter import find_label_issues  # lazy: cleanlab (1.8 s) only when ranking
+    from cleanlab.filter import find_label_issues  # lazy: cleanlab (1.7 s) only when ranking
     from cleanlab.rank import get_label_quality_scores  # lazy: as above
 
     ranked = find_label_issues(labels, probs, filter_by=filter_by, return_indices_ranked_by="self_confidence",

@@ -127,7 +127,7 @@ def cross_fit_linear(reviews: Reviews, labels: np.ndarray, folds: np.ndarray, cf
                      opts: AuditOptions, log) -> tuple[np.ndarray, dict]:
     """TF-IDF or frozen-encoder features (computed once), a logistic regression per fold: each
     fold's rows scored by the model fitted on the others."""
-    from sklearn.linear_model import LogisticRegression  # lazy: scikit-learn (1.0 s) for the cheap models only
+    from sklearn.linear_model import LogisticRegression  # lazy: scikit-learn (1.2 s) for the cheap models only
 
     if opts.model == "tfidf":
         log(f"audit: TF-IDF features of {len(reviews):,} texts")
@@ -154,7 +154,7 @@ def cross_fit_linear(reviews: Reviews, labels: np.ndarray, folds: np.ndarray, cf
 def sentence_embeddings(texts: list[str], cfg: TrainConfig, log) -> np.ndarray:
     """The frozen encoder's sentence embedding of each text: token states mean-pooled under the
     attention mask, L2-normalised (sentence-transformers' pooling for MiniLM), cut by cfg's policy."""
-    from transformers import AutoModel  # lazy: transformers (2.5 s) for --recipe embed only
+    from transformers import AutoModel  # lazy: transformers (2.4 s) for --recipe embed only
 
 
     tokenizer = load_tokenizer(cfg)

@@ -82,7 +82,7 @@ def onnx_logits(session, ids: list[list[int]], pad_id: int, batch_size: int = 32
 
 def torch_logits(model, ids: list[list[int]], input_names: Sequence[str], pad_id: int,
                  batch_size: int = 32) -> np.ndarray:
-    import torch  # lazy: torch (1.3 s) only to export; quantizing or checking an ONNX file needs none
+    import torch  # lazy: torch (1.2 s) only to export; quantizing or checking an ONNX file needs none
 
     parts: dict[int, np.ndarray] = {}
     model.eval()
@@ -98,7 +98,7 @@ def torch_logits(model, ids: list[list[int]], input_names: Sequence[str], pad_id
 
 def load_tokenizer_only(folder: str | os.PathLike):
     """The folder's fast tokenizer (the edge runtime needs its tokenizer.json)."""
-    from transformers import AutoTokenizer  # lazy: transformers (2.5 s) only where a checkpoint is read
+    from transformers import AutoTokenizer  # lazy: transformers (2.4 s) only where a checkpoint is read
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)

@@ -88,7 +88,7 @@ class CalibrationReader:
 
 def vnni_available() -> bool:
     from onnx_neural_compressor import (
-        utility,  # lazy: Neural Compressor takes 4.2 s to import; only quantizing needs it
+        utility,  # lazy: Neural Compressor takes 4.5 s to import; only quantizing needs it
     )
 
     try:

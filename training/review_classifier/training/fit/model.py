@@ -11,7 +11,7 @@ from review_classifier.training.fit.model_sources import resolve_model_path
 
 def load_tokenizer(cfg: TrainConfig, path: str | None = None):
     from transformers import (
-        AutoTokenizer,  # lazy: transformers (2.5 s); the TF-IDF audit imports this module without it
+        AutoTokenizer,  # lazy: transformers (2.4 s); the TF-IDF audit imports this module without it
     )
 
     src = path or resolve_model_path(cfg.model)

@@ -45,7 +45,7 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     `step`: StepLR (as the original), stepped once per epoch."""
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    from transformers import get_linear_schedule_with_warmup  # lazy: transformers (2.5 s) for the linear schedule only
+    from transformers import get_linear_schedule_with_warmup  # lazy: transformers (2.4 s) for the linear schedule only
 
     total = max(1, steps_per_epoch * cfg.epochs)
     if cfg.max_steps:

@@ -67,7 +67,7 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
     model = load_model(cfg)
     if cfg.engine == "trainer":
         from review_classifier.training.fit.trainer_engine import (
-            fit_with_trainer,  # lazy: the Trainer stack (5.0 s) for engine=trainer only
+            fit_with_trainer,  # lazy: the Trainer stack (5.9 s) for engine=trainer only
         )
 
         result = fit_with_trainer(cfg, model, tokenized, out, tokenizer=tokenizer, log=log)
