@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +38,11 @@ def test_the_command_writes_its_json(tmp_path):
 def test_the_justfile_passes_arguments_intact(tmp_path):
     """`./dev RECIPE ARGS`: an argument with spaces and parentheses (a --note, a path) reaches the
     command as one word (the recipes once pasted ARGS into the shell line unquoted)."""
-    just = Path(sys.executable).with_name("just")
+    bin_dir = Path(sys.executable).parent   # the recipes run `python`: this environment's, as under ./dev
     out = tmp_path / "a (b) c.json"
-    done = subprocess.run([str(just), "--justfile", str(REPO / "Justfile"), "bench-imports", "--module", "json",
-                           "--rounds", "1", "--output", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run([str(bin_dir / "just"), "--justfile", str(REPO / "Justfile"), "bench-imports", "--module",
+                           "json", "--rounds", "1", "--output", str(out)], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["imports"]["json"]["median_s"] > 0

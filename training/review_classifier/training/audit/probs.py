@@ -156,7 +156,6 @@ def sentence_embeddings(texts: list[str], cfg: TrainConfig, log) -> np.ndarray:
     attention mask, L2-normalised (sentence-transformers' pooling for MiniLM), cut by cfg's policy."""
     from transformers import AutoModel  # lazy: transformers (2.4 s) for --recipe embed only
 
-
     tokenizer = load_tokenizer(cfg)
     encoder = AutoModel.from_pretrained(resolve_model_path(cfg.model)).eval()
     ids = encode_texts(texts, tokenizer, cfg.text_policy)
@@ -180,10 +179,9 @@ def sentence_embeddings(texts: list[str], cfg: TrainConfig, log) -> np.ndarray:
 def _cross_fit_recipe(reviews: Reviews, folds: np.ndarray, cfg: TrainConfig, opts: AuditOptions, work: Path,
                       log) -> tuple[np.ndarray, dict]:
     """Fine-tune cfg (a training recipe) once per fold on the other folds; score the held-out fold."""
-    from review_classifier.training.compress.teacher import (
-        compute_teacher_logits,  # lazy: the training stack, for a fine-tuned recipe only
-    )
-    from review_classifier.training.fit.run import run_training  # lazy: as above
+    # lazy: the training stack (the loop, tensorboard, transformers), for a fine-tuned recipe only
+    from review_classifier.training.compress.teacher import compute_teacher_logits
+    from review_classifier.training.fit.run import run_training
 
     probs = np.zeros((len(reviews), len(cfg.labels)), dtype=np.float64)
     runs = []

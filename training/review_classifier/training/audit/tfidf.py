@@ -15,9 +15,8 @@ def clean_for_tfidf(text: str) -> str:
 
 def make_vectorizer(min_df: int = 2):
     """Word 1-2 grams, sublinear tf, lowercased, <br /> removed."""
-    from sklearn.feature_extraction.text import (
-        TfidfVectorizer,  # lazy: scikit-learn (1.2 s) only when a vectorizer is made
-    )
+    # lazy: scikit-learn (1.2 s) only when a vectorizer is made
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, preprocessor=clean_for_tfidf,
                            dtype=np.float32)

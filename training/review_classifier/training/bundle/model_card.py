@@ -51,13 +51,19 @@ def data_entry(source: str, split: str) -> dict:
             "dataset": "IMDB" if is_imdb(str(source)) else "user-provided"}
 
 
+def recorded_entry(entry, split: str) -> dict:
+    """A manifest's data entry as a dict: older manifests hold the source as it was given (a
+    path), of which only the file name is kept."""
+    if isinstance(entry, dict):
+        return entry
+    return {"file": Path(str(entry)).name or str(entry), "split": split} if entry else {}
+
+
 def describe_data(entry, split: str) -> str:
-    """`file` (split split, sha256 ...) for a data_entry; older manifests hold the source as it was
-    given (a path): only its file name is shown."""
+    """`file` (split split, sha256 ...) for a data_entry (or an older manifest's path)."""
+    entry = recorded_entry(entry, split)
     if not entry:
         return ""
-    if not isinstance(entry, dict):
-        entry = {"file": Path(str(entry)).name or str(entry), "split": split}
     sha = entry.get("sha256")
     return (f"`{entry['file']}` ({entry.get('split', split)} split, "
             + (f"sha256 `{sha}`)" if sha else "sha256 not recorded)"))
@@ -229,8 +235,8 @@ def _checked_data_entry(manifest: Manifest, key: str, path: Path) -> dict:
     """The data_entry of `path`, which must be the file the run recorded (the same file name: the
     card vouches for a checksum only of the file the run named)."""
     split = "train" if key == "data" else "test"
-    recorded = (manifest.training or {}).get(key)
-    name = recorded.get("file") if isinstance(recorded, dict) else Path(str(recorded or "")).name
+    recorded = recorded_entry((manifest.training or {}).get(key), split)
+    name = recorded.get("file")
     if not name:
         raise ClassifierError(f"card: the bundle records no {split} data file, so {path} cannot be checked against it")
     if path.name != name:
@@ -238,9 +244,9 @@ def _checked_data_entry(manifest: Manifest, key: str, path: Path) -> dict:
     if not path.is_file():
         raise ClassifierError(f"card: {path} not found")
     entry = data_entry(str(path), split)
-    if is_imdb(str(recorded)):   # the run's own path named the data set
-        entry["dataset"] = "IMDB"
-    if isinstance(recorded, dict) and recorded.get("sha256") and recorded["sha256"] != entry["sha256"]:
+    if recorded.get("dataset") == "IMDB" or is_imdb(str((manifest.training or {}).get(key))):
+        entry["dataset"] = "IMDB"   # the run's own record (or path) named the data set
+    if recorded.get("sha256") not in (None, entry["sha256"]):
         raise ClassifierError(f"card: {path} has sha256 {entry['sha256']}, the run recorded {recorded['sha256']}")
     return entry
 

@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import onnx
 from onnx import numpy_helper
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
 from review_classifier.shared.atomic import atomic_path
 from review_classifier.shared.logits import pad_ids
@@ -87,9 +88,8 @@ class CalibrationReader:
 
 
 def vnni_available() -> bool:
-    from onnx_neural_compressor import (
-        utility,  # lazy: Neural Compressor takes 4.5 s to import; only quantizing needs it
-    )
+    # lazy: Neural Compressor takes 4.5 s to import; only quantizing needs it
+    from onnx_neural_compressor import utility
 
     try:
         return bool(utility.CpuInfo().vnni)
@@ -100,7 +100,6 @@ def vnni_available() -> bool:
 def candidate_configs(approach: str, calib_batches: int) -> list[tuple[str, object]]:
     """(description, INC config) from fastest to most conservative."""
     from onnx_neural_compressor.quantization import config as qc  # lazy: as above
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType  # lazy: as above
 
     cpu = "CPUExecutionProvider"
     if approach == "dynamic":
@@ -232,13 +231,14 @@ class _TrialJudge:
     INC's first call scores the fp32 model itself: its predictions are the reference. Keeps every
     trial's accuracy, agreement and error for the report."""
 
-    def __init__(self, cfg: TrainConfig, valid_ids: list[list[int]], labels: np.ndarray, pad_id: int, log=None):
+    def __init__(self, cfg: TrainConfig, valid_ids: list[list[int]], labels: np.ndarray, pad_id: int,
+                 names: list[str], log=None):
         self.cfg, self.valid_ids, self.labels, self.pad_id, self.log = cfg, valid_ids, labels, pad_id, log
+        self.names = names   # the candidates' descriptions, in INC's order, for the log
         self.results: list[float] = []
         self.agreements: list[float] = []
         self.errors: dict[int, str] = {}
         self.fp32_pred: np.ndarray | None = None
-        self.names: list[str] = []   # the candidates' descriptions, for the log
 
     def _failed(self, why: str) -> float:
         self.errors[len(self.results)] = why
@@ -315,12 +315,12 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cfg
         raise QuantizationError("static quantization needs calibration texts; got none "
                                 "(or use --set quant_approach=dynamic)")
 
-    judge = _TrialJudge(cfg, valid_ids, np.asarray(list(data.valid_labels), dtype=np.int64), pad_id, log)
     reader = CalibrationReader(calib_ids, input_names, pad_id) if cfg.quant_approach == "static" else None
     cands = _dedupe(candidate_configs(cfg.quant_approach, len(reader.feeds) if reader else 0), fp32_path)
     if max_trials:
         cands = cands[:max_trials]
-    judge.names = [desc for desc, _ in cands]
+    judge = _TrialJudge(cfg, valid_ids, np.asarray(list(data.valid_labels), dtype=np.int64), pad_id,
+                        [desc for desc, _ in cands], log)
     tune = tuning.TuningConfig(config_set=[c for _, c in cands], tolerable_loss=cfg.quant_tolerance,
                                max_trials=len(cands))
     q_model = None

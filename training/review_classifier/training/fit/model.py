@@ -4,15 +4,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from review_classifier.shared.errors import ClassifierError, first_line
 from review_classifier.training.config.settings import TrainConfig
 from review_classifier.training.fit.model_sources import resolve_model_path
 
 
 def load_tokenizer(cfg: TrainConfig, path: str | None = None):
-    from transformers import (
-        AutoTokenizer,  # lazy: transformers (2.4 s); the TF-IDF audit imports this module without it
-    )
+    # lazy: transformers (2.4 s); the TF-IDF audit imports this module without it
+    from transformers import AutoTokenizer
 
     src = path or resolve_model_path(cfg.model)
     try:
@@ -79,8 +80,6 @@ def check_checkpoint_labels(folder: Path, labels: list[str]) -> None:
 
 def encoder_layers(model):
     """The stack of transformer blocks (BERT: encoder.layer, DistilBERT: transformer.layer)."""
-    import torch  # lazy: as above
-
     base = model.base_model
     for name in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
         obj = base

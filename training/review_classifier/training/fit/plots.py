@@ -101,6 +101,5 @@ def timed_steps(tb_dir: Path, tag: str = "train/loss", max_gap_s: float = 120.0)
 
 
 if __name__ == "__main__":  # redraw a run folder's curves: python -m review_classifier.training.fit.plots RUN_DIR
-
     run = Path(sys.argv[1])
     print(plot_curves(json.loads((run / "history.json").read_text()), run / "curves.png", step_scalars(run / "tb")))

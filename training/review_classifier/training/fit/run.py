@@ -66,9 +66,8 @@ def run_training(cfg: TrainConfig, restart: bool = False) -> dict:
     seed_everything(cfg.seed)   # a new classification head is drawn here: the same seed, the same run
     model = load_model(cfg)
     if cfg.engine == "trainer":
-        from review_classifier.training.fit.trainer_engine import (
-            fit_with_trainer,  # lazy: the Trainer stack (5.9 s) for engine=trainer only
-        )
+        # lazy: the Trainer stack (5.9 s), for engine=trainer only
+        from review_classifier.training.fit.trainer_engine import fit_with_trainer
 
         result = fit_with_trainer(cfg, model, tokenized, out, tokenizer=tokenizer, log=log)
     else:
@@ -118,7 +117,6 @@ def attach_teacher_logits(cfg: TrainConfig, splits, tokenized) -> dict | None:
     (training.fit.loop distils on them); returns the file's provenance, with its sha256."""
     if not cfg.teacher_logits:
         return None
-
     if cfg.engine != "manual":
         raise ClassifierError("teacher_logits: distillation trains with engine=manual, not the Trainer")
     teacher = load_teacher_logits(cfg.teacher_logits)
